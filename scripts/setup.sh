@@ -60,14 +60,14 @@ elif [ ! -f "$ORT_DIR/include/onnxruntime_cxx_api.h" ] || [ ! -e "$ORT_DIR/lib/l
   # so the system's sources stay untouched.
   tmp=$(mktemp -d)
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-  cat >"$tmp/sources" <<EOF
+  cat >"$tmp/debian.sources" <<EOF
 Types: deb
 URIs: http://deb.debian.org/debian
 Suites: $ORT_HEADERS_DEB_SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-  o=(-oDir::Etc::SourceList="$tmp/sources" -oDir::Etc::SourceParts=/dev/null
+  o=(-oDir::Etc::SourceList="$tmp/debian.sources" -oDir::Etc::SourceParts=/dev/null
      -oDir::State::Lists="$tmp/lists" -oDir::Cache="$tmp/cache" -oAPT::Sandbox::User=root)
   apt-get "${o[@]}" update -qq
   (cd "$tmp" && apt-get "${o[@]}" download libonnxruntime-dev >/dev/null)
