@@ -93,7 +93,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DONNXRUNTIME_ROOT="$ORT
 cmake --build build -j "$JOBS"
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   log "build (asan+ubsan)"
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DIMGSEARCH_SANITIZE=ON \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGSEARCH_SANITIZE=ON \
     -DONNXRUNTIME_ROOT="$ORT_DIR" >/dev/null
   cmake --build build-asan -j "$JOBS"
 fi

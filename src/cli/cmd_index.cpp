@@ -11,7 +11,8 @@ namespace imgsearch::cli {
 namespace {
 
 struct IndexArgs {
-  std::string dir, db, model = embed::kDefaultModel, layer, pool = "avg", metric = "cosine", index_spec = "Flat";
+  RepresentationArgs rep;
+  std::string dir, db, index_spec = "Flat";
   std::string report;
   int threads = 0, batch = 16;
   int64_t max_pixels = 200'000'000;
@@ -20,23 +21,14 @@ struct IndexArgs {
 };
 
 int run_index(const IndexArgs& a) {
-  embed::Representation rep;
-  rep.model = a.model;
-  rep.layer = a.layer;
-  auto pooling = embed::parse_pooling(a.pool);
-  if (!pooling) return print_error("unknown --pool '" + a.pool + "' (avg, max, gem, none)"), 2;
-  rep.pooling = *pooling;
-  auto metric = index::parse_metric(a.metric);
-  if (!metric) return print_error("unknown --metric '" + a.metric + "' (cosine, l2, ip)"), 2;
-  rep.normalize = *metric == index::Metric::Cosine;
-
+  auto requested = settings_from(a.rep);
+  if (!requested) return print_error(requested.error()), 2;
   embed::EngineOptions eo;
   eo.threads = a.threads;
-  auto embedder = embed::Embedder::open(rep, eo);
+  auto embedder = embed::Embedder::open(requested->representation, eo);
   if (!embedder) return print_error(embedder.error()), 1;
-  database::Settings settings;
-  settings.representation = (*embedder)->representation();
-  settings.metric = *metric;
+  database::Settings settings = *requested;
+  settings.representation = (*embedder)->representation();  // default layer filled in
   settings.index_spec = a.index_spec;
   settings.dim = int((*embedder)->dim());
   auto db = database::Database::open_for_writing(a.db, settings);
@@ -90,10 +82,7 @@ void register_index(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("index", "Index a folder of images (recursively) into a database; re-run to update it");
   cmd->add_option("dir", a->dir, "Folder to index")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--db", a->db, "Database directory (created if missing)")->required();
-  cmd->add_option("--model", a->model, "Model name (see `imgsearch models`)")->capture_default_str();
-  cmd->add_option("--layer", a->layer, "Layer whose output is the representation (default: the model's last block)");
-  cmd->add_option("--pool", a->pool, "Pooling of the layer's feature map: avg, max, gem, none")->capture_default_str();
-  cmd->add_option("--metric", a->metric, "Similarity: cosine, l2, ip")->capture_default_str();
+  add_representation_options(cmd, a->rep);
   cmd->add_option("--index", a->index_spec, "FAISS index factory string (Flat = exact)")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Worker threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--batch-size", a->batch, "Images per inference batch and per commit")->capture_default_str()->check(CLI::Range(1, 1024));

@@ -23,3 +23,19 @@ std::string json_safe(const std::string& raw);
 std::string dump_json(const nlohmann::json& j);
 
 }  // namespace imgsearch::cli
+
+#include "database/database.h"
+
+namespace imgsearch::cli {
+
+// The options that choose what a vector means; shared by `index` and `eval`.
+struct RepresentationArgs {
+  std::string model = "efficientnet-lite0", layer, pool = "avg", metric = "cosine";
+};
+void add_representation_options(CLI::App* cmd, RepresentationArgs& a);
+// Validated representation + metric; the error names the bad option.
+Result<database::Settings> settings_from(const RepresentationArgs& a);
+
+void register_eval(CLI::App& app, int& exit_code);
+
+}  // namespace imgsearch::cli

@@ -1,5 +1,6 @@
 // imgsearch: semantic image search. One entry point; see `imgsearch --help`.
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 
@@ -19,6 +20,20 @@ int main(int argc, char** argv) {
   imgsearch::cli::register_classify(app, exit_code);
   imgsearch::cli::register_info(app, exit_code);
   imgsearch::cli::register_models(app, exit_code);
+  imgsearch::cli::register_eval(app, exit_code);
+  // CLI11 would call an unknown command "a subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      imgsearch::cli::print_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -28,3 +28,29 @@ std::string json_safe(const std::string& raw) {
 std::string dump_json(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 }  // namespace imgsearch::cli
+
+namespace imgsearch::cli {
+
+void add_representation_options(CLI::App* cmd, RepresentationArgs& a) {
+  cmd->add_option("--model", a.model, "Model name (see `imgsearch models`)")->capture_default_str();
+  cmd->add_option("--layer", a.layer, "Layer whose output is the representation (default: the model's last block)");
+  cmd->add_option("--pool", a.pool, "Pooling of the layer's feature map: avg, max, gem, none")->capture_default_str();
+  cmd->add_option("--metric", a.metric, "Similarity: cosine, l2, ip")->capture_default_str();
+}
+
+Result<database::Settings> settings_from(const RepresentationArgs& a) {
+  database::Settings s;
+  s.representation.model = a.model;
+  s.representation.layer = a.layer;
+  auto pooling = embed::parse_pooling(a.pool);
+  if (!pooling) return make_error("unknown --pool '" + a.pool + "' (avg, max, gem, none)");
+  s.representation.pooling = *pooling;
+  auto metric = index::parse_metric(a.metric);
+  if (!metric) return make_error("unknown --metric '" + a.metric + "' (cosine, l2, ip)");
+  s.metric = *metric;
+  // Cosine compares directions: vectors are stored unit-length and searched by inner product.
+  s.representation.normalize = *metric == index::Metric::Cosine;
+  return s;
+}
+
+}  // namespace imgsearch::cli
