@@ -106,9 +106,10 @@ Result<std::unique_ptr<Catalog>> Catalog::open(const std::filesystem::path& db_d
   if (mode == Mode::ReadWrite) {
     // WAL: readers keep reading the last commit while a writer works; synchronous=NORMAL
     // in WAL mode is durable across process crashes (kill -9), which is what we promise.
+    // SQLite reads the file lazily: a foreign or damaged file fails here, so name it.
     if (auto s = c->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"); !s)
-      return make_error(s.error());
-    if (auto s = c->exec(kSchema); !s) return make_error(s.error());
+      return make_error("cannot open " + file.string() + " (" + s.error() + ")");
+    if (auto s = c->exec(kSchema); !s) return make_error("cannot open " + file.string() + " (" + s.error() + ")");
     auto v = c->get_meta("schema_version");
     if (!v) {
       if (auto s = c->set_meta("schema_version", std::to_string(kSchemaVersion)); !s) return make_error(s.error());

@@ -62,10 +62,10 @@ Result<std::unique_ptr<Database>> Database::open_for_writing(const fs::path& dir
       have.dim != want.dim)
     return make_error("database " + dir.string() + " holds vectors of model " + have.representation.model + ", layer " +
                       have.representation.layer + ", pooling " + embed::pooling_name(have.representation.pooling) +
-                      ", metric " + index::metric_name(have.metric) +
+                      ", metric " + index::metric_name(have.metric) + ", dim " + std::to_string(have.dim) +
                       "; it cannot mix them with " + want.representation.model + "/" + want.representation.layer + "/" +
                       embed::pooling_name(want.representation.pooling) + "/" + index::metric_name(want.metric) +
-                      " (use another --db)");
+                      "/dim " + std::to_string(want.dim) + " (use another --db)");
   return db;
 }
 
@@ -120,23 +120,41 @@ Result<index::VectorIndex*> Database::index() {
 
 Result<std::vector<int64_t>> Database::commit(std::span<const catalog::NewImage> adds,
                                               std::span<const int64_t> remove_ids) {
-  auto idx = index();  // current as of the previous commit
-  if (!idx) return make_error(idx.error());
+  for (const auto& a : adds)
+    if (a.vector.size() != size_t(settings_.dim))
+      return make_error("database " + dir_.string() + ": vector for " + a.record.path + " has " +
+                        std::to_string(a.vector.size()) + " values, not " + std::to_string(settings_.dim));
+  // Current as of the previous commit; an index still waiting for training data is not
+  // rebuilt per commit (it would train on the first batch, or fail with too few vectors):
+  // the next index() call builds and trains it from the whole catalog.
+  index::VectorIndex* ix = nullptr;
+  if (!index_ || !index_->needs_training()) {
+    auto idx = index();
+    if (!idx) return make_error(idx.error());
+    ix = *idx;
+  }
   auto ids = catalog_->commit(adds, remove_ids);
   if (!ids) return ids;
-  index::VectorIndex& ix = **idx;
-  if (ix.needs_training()) {
-    index_seq_ = -1;  // the next index() rebuilds and trains from the catalog
+  // The catalog has committed: from here on a failure to update the in-memory index only
+  // makes it stale (the next index() rebuilds it from the catalog), never a failed commit.
+  if (!ix || ix->needs_training()) {
+    index_seq_ = -1;
     return ids;
   }
   std::vector<int64_t> gone(remove_ids.begin(), remove_ids.end());
   gone.insert(gone.end(), ids->begin(), ids->end());  // replaced images keep their id
-  if (auto s = ix.remove(gone); !s) return make_error(s.error());
+  if (auto s = ix->remove(gone); !s) {  // e.g. HNSW and IVF cannot remove in place
+    index_seq_ = -1;
+    return ids;
+  }
   std::vector<float> flat;
   flat.reserve(adds.size() * size_t(settings_.dim));
   for (const auto& a : adds) flat.insert(flat.end(), a.vector.begin(), a.vector.end());
   if (!adds.empty())
-    if (auto s = ix.add(int64_t(adds.size()), flat.data(), ids->data()); !s) return make_error(s.error());
+    if (auto s = ix->add(int64_t(adds.size()), flat.data(), ids->data()); !s) {
+      index_seq_ = -1;
+      return ids;
+    }
   index_seq_ = catalog_->change_seq();
   return ids;
 }

@@ -41,6 +41,8 @@ class VectorIndex {
   virtual bool needs_training() const = 0;
   virtual Status train(int64_t n, const float* x) = 0;
   virtual Status add(int64_t n, const float* x, const int64_t* ids) = 0;
+  // Ids not in the index are ignored. Kinds that cannot remove in place (HNSW, IVF) fail
+  // when asked to remove an id they hold; rebuild those instead.
   virtual Status remove(std::span<const int64_t> ids) = 0;
   virtual void search(int64_t nq, const float* queries, int k, float* scores, int64_t* ids) const = 0;
   // Writes the index atomically. `tag` is stored in the header and returned by

@@ -1,0 +1,651 @@
+// index: FAISS-backed VectorIndex against a brute-force twin written here with plain
+// loops, id bookkeeping (add with caller ids, remove), save/load round trips for exact and
+// approximate kinds, and hostile files (random, truncated, wrong version, empty, missing).
+#include "index/vector_index.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace imgsearch;
+using namespace imgsearch::index;
+
+namespace {
+
+// A fresh directory per test, removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            ("imgsearch_index_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// Components uniform in [-1, 1] / sqrt(dim): norms stay near 1 at every dim, so float
+// rounding in FAISS (about dim * 1e-7 relative to the terms) stays far below 1e-5.
+std::vector<float> random_vectors(std::mt19937& rng, int64_t n, int dim, bool normalise) {
+  const float r = 1.f / std::sqrt(float(dim));
+  std::uniform_real_distribution<float> u(-r, r);
+  std::vector<float> x(size_t(n) * size_t(dim));
+  for (auto& v : x) v = u(rng);
+  if (normalise) {
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = x.data() + i * dim;
+      double s = 0;
+      for (int j = 0; j < dim; ++j) s += double(row[j]) * row[j];
+      const float inv = float(1.0 / std::sqrt(s));
+      for (int j = 0; j < dim; ++j) row[j] *= inv;
+    }
+  }
+  return x;
+}
+
+// The similarity the index promises: higher is better; L2 is the negated squared distance.
+double reference_score(Metric m, const float* a, const float* b, int dim) {
+  double s = 0;
+  if (m == Metric::L2) {
+    for (int j = 0; j < dim; ++j) {
+      const double d = double(a[j]) - double(b[j]);
+      s += d * d;
+    }
+    return -s;
+  }
+  for (int j = 0; j < dim; ++j) s += double(a[j]) * double(b[j]);
+  return s;
+}
+
+struct Hit {
+  double score;
+  int64_t id;
+};
+
+// Brute force: every database vector scored against the query, best first.
+std::vector<Hit> brute_force(Metric m, const std::vector<float>& base, const std::vector<int64_t>& ids, int dim,
+                             const float* query) {
+  std::vector<Hit> hits;
+  for (size_t i = 0; i < ids.size(); ++i) hits.push_back({reference_score(m, query, base.data() + i * dim, dim), ids[i]});
+  std::stable_sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.score > b.score; });
+  return hits;
+}
+
+double tolerance(double) { return 1e-5; }
+
+// Compares one query's k results with the brute-force ranking. Ids must be identical at
+// every rank whose reference score is unique (no other vector within tolerance); where
+// the reference itself has near-ties (dim 1, or cosine in dim 1 where every score is
+// +-1) any of the tied ids is a correct answer, so there the id's own reference score
+// must equal the rank's. Ranks past the database size must hold id -1.
+void expect_matches(const std::vector<Hit>& ref, const std::unordered_map<int64_t, double>& score_of, const float* scores,
+                    const int64_t* ids, int k, const std::string& where) {
+  std::set<int64_t> seen;
+  for (int r = 0; r < k; ++r) {
+    // Messages are built only when an expectation fails (keeps the ASan run fast).
+    const auto at = [&] { return where + " rank " + std::to_string(r); };
+    if (size_t(r) >= ref.size()) {
+      EXPECT_EQ(ids[r], -1) << at();
+      EXPECT_FALSE(std::isnan(scores[r])) << at();  // a missing result never outranks a real one
+      if (!ref.empty()) {
+        EXPECT_LE(scores[r], ref.back().score) << at();
+      }
+      continue;
+    }
+    ASSERT_NE(ids[r], -1) << at();
+    ASSERT_TRUE(score_of.count(ids[r])) << at() << ": unknown id " << ids[r];
+    EXPECT_TRUE(seen.insert(ids[r]).second) << at() << ": id " << ids[r] << " returned twice";
+    const double want = ref[size_t(r)].score;
+    EXPECT_NEAR(scores[r], want, tolerance(want)) << at();
+    EXPECT_NEAR(score_of.at(ids[r]), want, 2 * tolerance(want)) << at();
+    const bool tied_above = r > 0 && ref[size_t(r) - 1].score - want <= 2 * tolerance(want);
+    const bool tied_below = size_t(r) + 1 < ref.size() && want - ref[size_t(r) + 1].score <= 2 * tolerance(want);
+    if (!tied_above && !tied_below) {
+      EXPECT_EQ(ids[r], ref[size_t(r)].id) << at();
+    }
+  }
+}
+
+std::unique_ptr<VectorIndex> make(const std::string& spec, int dim, Metric m) {
+  auto r = make_index(spec, dim, m);
+  EXPECT_TRUE(r.ok()) << r.error();
+  return r.ok() ? std::move(*r) : nullptr;
+}
+
+std::vector<uint8_t> read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+void write_all(const fs::path& p, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+// Searches `queries` with each k and checks every result row against brute force.
+void check_search(const VectorIndex& index, Metric m, const std::vector<float>& base, const std::vector<int64_t>& ids,
+                  int dim, const std::vector<float>& queries, std::vector<int> ks, const std::string& where) {
+  const int64_t nq = int64_t(queries.size()) / dim;
+  std::vector<std::vector<float>> scores;
+  std::vector<std::vector<int64_t>> got;
+  for (int k : ks) {
+    scores.emplace_back(size_t(nq * k));
+    got.emplace_back(size_t(nq * k));
+    index.search(nq, queries.data(), k, scores.back().data(), got.back().data());
+  }
+  for (int64_t q = 0; q < nq; ++q) {
+    const float* query = queries.data() + q * dim;
+    auto ref = brute_force(m, base, ids, dim, query);
+    std::unordered_map<int64_t, double> score_of;
+    for (const auto& h : ref) score_of[h.id] = h.score;
+    for (size_t i = 0; i < ks.size(); ++i) {
+      const int k = ks[i];
+      expect_matches(ref, score_of, scores[i].data() + q * k, got[i].data() + q * k, k,
+                     where + " k " + std::to_string(k) + " query " + std::to_string(q));
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+const Metric kMetrics[] = {Metric::Cosine, Metric::InnerProduct, Metric::L2};
+
+}  // namespace
+
+TEST(IndexMetric, NamesRoundTrip) {
+  for (Metric m : kMetrics) {
+    auto back = parse_metric(metric_name(m));
+    ASSERT_TRUE(back.has_value()) << metric_name(m);
+    EXPECT_EQ(*back, m);
+  }
+  EXPECT_FALSE(parse_metric("cos").has_value());
+  EXPECT_FALSE(parse_metric("").has_value());
+}
+
+// Flat is exact: same ids, same scores as brute force, for every metric and awkward
+// sizes. nq = 21 exercises FAISS's BLAS path (>= 20 queries); single queries its other path.
+TEST(IndexFlat, MatchesBruteForce) {
+  std::mt19937 rng(1234);
+  for (Metric m : kMetrics) {
+    for (int dim : {1, 3, 17, 1280}) {
+      for (int64_t n : {0, 1, 2, 1000}) {
+        const std::string where = metric_name(m) + " dim " + std::to_string(dim) + " n " + std::to_string(n);
+        SCOPED_TRACE(where);
+        const bool norm = m == Metric::Cosine;
+        auto index = make("Flat", dim, m);
+        ASSERT_TRUE(index);
+        EXPECT_EQ(index->dim(), dim);
+        EXPECT_EQ(index->metric(), m);
+        EXPECT_EQ(index->spec(), "Flat");
+        EXPECT_FALSE(index->needs_training());
+        const auto base = random_vectors(rng, n, dim, norm);
+        std::vector<int64_t> ids(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = 100000 + 7 * i;  // caller ids, not positions
+        if (n > 0) {
+          ASSERT_TRUE(index->add(n, base.data(), ids.data()).ok());
+        }
+        EXPECT_EQ(index->size(), n);
+
+        const auto queries = random_vectors(rng, 21, dim, norm);
+        // k larger than n (ids past n must be -1), and k smaller than n where possible.
+        std::vector<int> ks = {int(n) + 3};
+        if (n >= 10) ks.push_back(10);
+        check_search(*index, m, base, ids, dim, queries, ks, where);
+        ASSERT_FALSE(::testing::Test::HasFatalFailure());
+        const std::vector<float> one(queries.begin(), queries.begin() + dim);
+        check_search(*index, m, base, ids, dim, one, {std::min<int>(int(n) + 1, 10)}, where + " single query");
+        ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      }
+    }
+  }
+}
+
+TEST(IndexFlat, NearestOfItselfIsItself) {
+  std::mt19937 rng(99);
+  const int dim = 17;
+  for (Metric m : kMetrics) {
+    auto index = make("Flat", dim, m);
+    ASSERT_TRUE(index);
+    const auto base = random_vectors(rng, 300, dim, true);  // unit vectors: self is best under all metrics
+    std::vector<int64_t> ids(300);
+    std::iota(ids.begin(), ids.end(), int64_t(5));
+    ASSERT_TRUE(index->add(300, base.data(), ids.data()).ok());
+    std::vector<float> scores(300);
+    std::vector<int64_t> got(300);
+    index->search(300, base.data(), 1, scores.data(), got.data());
+    for (int i = 0; i < 300; ++i) {
+      EXPECT_EQ(got[size_t(i)], ids[size_t(i)]) << metric_name(m);
+      EXPECT_NEAR(scores[size_t(i)], m == Metric::L2 ? 0.0 : 1.0, 1e-5) << metric_name(m);
+    }
+  }
+}
+
+TEST(IndexFlat, AddInBatchesAndRemoveIds) {
+  std::mt19937 rng(7);
+  const int dim = 8;
+  for (Metric m : kMetrics) {
+    SCOPED_TRACE(metric_name(m));
+    auto index = make("Flat", dim, m);
+    ASSERT_TRUE(index);
+    const auto base = random_vectors(rng, 200, dim, m == Metric::Cosine);
+    std::vector<int64_t> ids(200);
+    for (int i = 0; i < 200; ++i) ids[size_t(i)] = int64_t(i) * 3 + 11;
+    // Two batches.
+    ASSERT_TRUE(index->add(120, base.data(), ids.data()).ok());
+    ASSERT_TRUE(index->add(80, base.data() + 120 * dim, ids.data() + 120).ok());
+    EXPECT_EQ(index->size(), 200);
+
+    std::vector<int64_t> gone, kept_ids;
+    std::vector<float> kept;
+    for (int i = 0; i < 200; ++i) {
+      if (i % 3 == 0) {
+        gone.push_back(ids[size_t(i)]);
+      } else {
+        kept_ids.push_back(ids[size_t(i)]);
+        kept.insert(kept.end(), base.begin() + i * dim, base.begin() + (i + 1) * dim);
+      }
+    }
+    gone.push_back(999999);  // not in the index: ignored
+    ASSERT_TRUE(index->remove(gone).ok());
+    EXPECT_EQ(index->size(), int64_t(kept_ids.size()));
+    // Removing again changes nothing.
+    ASSERT_TRUE(index->remove(gone).ok());
+    EXPECT_EQ(index->size(), int64_t(kept_ids.size()));
+
+    // A removed vector as the query: never returned, and the rest rank like brute force.
+    std::vector<float> queries;
+    for (int i = 0; i < 200; i += 3) queries.insert(queries.end(), base.begin() + i * dim, base.begin() + (i + 1) * dim);
+    const int64_t nq = int64_t(queries.size()) / dim;
+    const int k = 200;  // more than what is left: the tail is -1
+    std::vector<float> scores(size_t(nq * k));
+    std::vector<int64_t> got(size_t(nq * k));
+    index->search(nq, queries.data(), k, scores.data(), got.data());
+    const std::set<int64_t> gone_set(gone.begin(), gone.end());
+    for (int64_t i = 0; i < nq * k; ++i) EXPECT_EQ(gone_set.count(got[size_t(i)]), 0u) << got[size_t(i)];
+    check_search(*index, m, kept, kept_ids, dim, queries, {k}, "after remove");
+
+    // Re-adding a removed id works and makes it findable again.
+    ASSERT_TRUE(index->add(1, base.data(), ids.data()).ok());
+    index->search(1, base.data(), 1, scores.data(), got.data());
+    EXPECT_EQ(got[0], ids[0]);
+    EXPECT_EQ(index->size(), int64_t(kept_ids.size()) + 1);
+  }
+}
+
+TEST(IndexFiles, FlatRoundTripKeepsEverything) {
+  TempDir tmp;
+  std::mt19937 rng(5);
+  for (Metric m : kMetrics) {
+    for (int dim : {1, 17}) {
+      SCOPED_TRACE(metric_name(m) + " dim " + std::to_string(dim));
+      auto index = make("Flat", dim, m);
+      ASSERT_TRUE(index);
+      const auto base = random_vectors(rng, 150, dim, m == Metric::Cosine);
+      std::vector<int64_t> ids(150);
+      for (int i = 0; i < 150; ++i) ids[size_t(i)] = (int64_t(1) << 40) + i * 13;  // large ids survive
+      ASSERT_TRUE(index->add(150, base.data(), ids.data()).ok());
+      const uint64_t tag = 0xFEDCBA9876543210ull + uint64_t(dim);
+      const fs::path file = tmp / ("flat_" + metric_name(m) + std::to_string(dim) + ".index");
+      ASSERT_TRUE(index->save(file, tag).ok());
+      EXPECT_FALSE(fs::exists(file.string() + ".tmp"));
+
+      uint64_t got_tag = 0;
+      auto loaded = load_index(file, &got_tag);
+      ASSERT_TRUE(loaded.ok()) << loaded.error();
+      EXPECT_EQ(got_tag, tag);
+      EXPECT_EQ((*loaded)->spec(), "Flat");
+      EXPECT_EQ((*loaded)->metric(), m);
+      EXPECT_EQ((*loaded)->dim(), dim);
+      EXPECT_EQ((*loaded)->size(), 150);
+      EXPECT_FALSE((*loaded)->needs_training());
+      check_search(**loaded, m, base, ids, dim, random_vectors(rng, 21, dim, m == Metric::Cosine), {12}, "loaded");
+      // The tag pointer is optional.
+      EXPECT_TRUE(load_index(file).ok());
+    }
+  }
+}
+
+TEST(IndexFiles, EmptyIndexRoundTrips) {
+  TempDir tmp;
+  auto index = make("Flat", 4, Metric::L2);
+  ASSERT_TRUE(index);
+  ASSERT_TRUE(index->save(tmp / "empty.index", 3).ok());
+  uint64_t tag = 0;
+  auto loaded = load_index(tmp / "empty.index", &tag);
+  ASSERT_TRUE(loaded.ok()) << loaded.error();
+  EXPECT_EQ(tag, 3u);
+  EXPECT_EQ((*loaded)->size(), 0);
+  float q[4] = {1, 2, 3, 4}, s[2];
+  int64_t id[2];
+  (*loaded)->search(1, q, 2, s, id);
+  EXPECT_EQ(id[0], -1);
+  EXPECT_EQ(id[1], -1);
+}
+
+// Approximate kinds: results are whatever the index returns, but a loaded copy must
+// return exactly the same, and the basic contract (ids are caller ids, self found) holds.
+void approximate_round_trip(const std::string& spec, Metric m, bool trains) {
+  TempDir tmp;
+  std::mt19937 rng(11);
+  const int dim = 17;
+  const int64_t n = 1000;
+  auto index = make(spec, dim, m);
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->spec(), spec);
+  const auto base = random_vectors(rng, n, dim, m == Metric::Cosine);
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = 5000 + i;
+  EXPECT_EQ(index->needs_training(), trains);
+  if (trains) {
+    auto refused = index->add(n, base.data(), ids.data());
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.error().find("must be trained"), std::string::npos) << refused.error();
+    EXPECT_EQ(index->size(), 0);
+    ASSERT_TRUE(index->train(n, base.data()).ok());
+    EXPECT_FALSE(index->needs_training());
+  }
+  ASSERT_TRUE(index->add(n, base.data(), ids.data()).ok());
+  EXPECT_EQ(index->size(), n);
+
+  const int k = 10, nq = 50;
+  std::vector<float> s1(nq * k), s2(nq * k);
+  std::vector<int64_t> i1(nq * k), i2(nq * k);
+  index->search(nq, base.data(), k, s1.data(), i1.data());  // the first 50 database vectors
+  int self_found = 0;
+  for (int q = 0; q < nq; ++q) {
+    for (int r = 0; r < k; ++r) {
+      const int64_t id = i1[size_t(q * k + r)];
+      EXPECT_TRUE(id == -1 || (id >= 5000 && id < 5000 + n)) << id;
+    }
+    self_found += i1[size_t(q * k)] == ids[size_t(q)];
+  }
+  EXPECT_GE(self_found, nq * 9 / 10);  // approximate, but a vector is nearly always its own nearest
+
+  const fs::path file = tmp / "approx.index";
+  ASSERT_TRUE(index->save(file, 42).ok());
+  uint64_t tag = 0;
+  auto loaded = load_index(file, &tag);
+  ASSERT_TRUE(loaded.ok()) << loaded.error();
+  EXPECT_EQ(tag, 42u);
+  EXPECT_EQ((*loaded)->spec(), spec);
+  EXPECT_EQ((*loaded)->metric(), m);
+  EXPECT_EQ((*loaded)->dim(), dim);
+  EXPECT_EQ((*loaded)->size(), n);
+  EXPECT_FALSE((*loaded)->needs_training());
+  (*loaded)->search(nq, base.data(), k, s2.data(), i2.data());
+  EXPECT_EQ(i1, i2);
+  for (size_t i = 0; i < s1.size(); ++i) EXPECT_FLOAT_EQ(s1[i], s2[i]) << i;
+}
+
+TEST(IndexFiles, HnswRoundTrip) {
+  approximate_round_trip("HNSW32", Metric::L2, false);
+  approximate_round_trip("HNSW32", Metric::Cosine, false);
+}
+
+TEST(IndexFiles, IvfRoundTripAfterTraining) {
+  approximate_round_trip("IVF16,Flat", Metric::L2, true);
+  approximate_round_trip("IVF16,Flat", Metric::InnerProduct, true);
+}
+
+// IVF and HNSW cannot remove in place behind the id map (IVF would leave the remaining ids
+// pointing at the wrong vectors): removing an id they hold is refused and changes nothing;
+// ids they do not hold are ignored, as for Flat.
+TEST(IndexIds, RemoveOnKindsThatCannotIsRefusedCleanly) {
+  std::mt19937 rng(3);
+  const int dim = 8, n = 1000;
+  for (const char* spec : {"IVF16,Flat", "HNSW32"}) {
+    SCOPED_TRACE(spec);
+    auto index = make(spec, dim, Metric::L2);
+    ASSERT_TRUE(index);
+    const auto base = random_vectors(rng, n, dim, false);
+    std::vector<int64_t> ids(n);
+    std::iota(ids.begin(), ids.end(), int64_t(1));
+    if (index->needs_training()) {
+      ASSERT_TRUE(index->train(n, base.data()).ok());
+    }
+    ASSERT_TRUE(index->add(n, base.data(), ids.data()).ok());
+    const std::vector<int64_t> absent = {0, 5000, -7};
+    EXPECT_TRUE(index->remove(absent).ok());
+    EXPECT_TRUE(index->remove({}).ok());
+    const std::vector<int64_t> held = {2, 3, 500};
+    auto s = index->remove(held);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().find(spec), std::string::npos) << s.error();
+    EXPECT_EQ(index->size(), n);
+    // Every vector still maps to its own id.
+    std::vector<float> scores(n);
+    std::vector<int64_t> got(n);
+    index->search(n, base.data(), 1, scores.data(), got.data());
+    int self = 0;
+    for (int i = 0; i < n; ++i) self += got[size_t(i)] == ids[size_t(i)];
+    EXPECT_GE(self, n * 95 / 100);
+  }
+}
+
+// Flat (also behind a pre-transform) removes in place and keeps every other id mapped to
+// its own vector.
+TEST(IndexIds, FlatRemoveKeepsIdsMapped) {
+  std::mt19937 rng(13);
+  const int dim = 8, n = 300;
+  for (const char* spec : {"Flat", "PCA8,Flat", "SQ8"}) {
+    SCOPED_TRACE(spec);
+    auto index = make(spec, dim, Metric::L2);
+    ASSERT_TRUE(index);
+    const auto base = random_vectors(rng, n, dim, false);
+    std::vector<int64_t> ids(n);
+    for (int i = 0; i < n; ++i) ids[size_t(i)] = 10 * i + 3;
+    if (index->needs_training()) {
+      ASSERT_TRUE(index->train(n, base.data()).ok());
+    }
+    ASSERT_TRUE(index->add(n, base.data(), ids.data()).ok());
+    std::vector<int64_t> gone;
+    for (int i = 0; i < n; i += 4) gone.push_back(ids[size_t(i)]);
+    ASSERT_TRUE(index->remove(gone).ok());
+    EXPECT_EQ(index->size(), n - int64_t(gone.size()));
+    std::vector<float> scores(n);
+    std::vector<int64_t> got(n);
+    index->search(n, base.data(), 1, scores.data(), got.data());
+    for (int i = 0; i < n; ++i) {
+      if (i % 4 == 0) {
+        EXPECT_NE(got[size_t(i)], ids[size_t(i)]);
+      } else {
+        EXPECT_EQ(got[size_t(i)], ids[size_t(i)]) << i;
+      }
+    }
+  }
+}
+
+// A failed load must name the file and say what is wrong.
+void expect_load_error(const fs::path& file, std::initializer_list<const char*> any_of, const std::string& where) {
+  uint64_t tag = 12345;
+  auto r = load_index(file, &tag);
+  ASSERT_FALSE(r.ok()) << where << ": loaded a bad file";
+  const std::string& e = r.error();
+  EXPECT_NE(e.find(file.string()), std::string::npos) << where << ": " << e;
+  bool named = false;
+  for (const char* what : any_of) named |= e.find(what) != std::string::npos;
+  EXPECT_TRUE(named) << where << ": " << e;
+}
+
+class IndexHostileFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::mt19937 rng(21);
+    auto index = make("Flat", 5, Metric::Cosine);
+    ASSERT_TRUE(index);
+    const auto base = random_vectors(rng, 8, 5, true);
+    std::vector<int64_t> ids(8);
+    std::iota(ids.begin(), ids.end(), int64_t(1));
+    ASSERT_TRUE(index->add(8, base.data(), ids.data()).ok());
+    valid_ = tmp_ / "valid.index";
+    ASSERT_TRUE(index->save(valid_, 9).ok());
+    bytes_ = read_all(valid_);
+    ASSERT_GT(bytes_.size(), kHeader);
+  }
+  // The header: magic 8, version/metric/dim/spec_len 4 each, "Flat", tag 8, payload
+  // size 8, payload checksum 8; then the FAISS payload.
+  static constexpr size_t kHeader = 8 + 16 + 4 + 24;
+  TempDir tmp_;
+  fs::path valid_;
+  std::vector<uint8_t> bytes_;
+};
+
+TEST_F(IndexHostileFiles, RandomBytes) {
+  std::mt19937 rng(8);
+  for (size_t n : {size_t(1), size_t(23), size_t(24), size_t(100), size_t(5000)}) {
+    std::vector<uint8_t> junk(n);
+    for (auto& b : junk) b = uint8_t(rng());
+    const fs::path f = tmp_ / ("random_" + std::to_string(n) + ".index");
+    write_all(f, junk);
+    expect_load_error(f, {"not an imgsearch index file"}, "random " + std::to_string(n));
+  }
+  // Random bytes after a correct magic: must still be refused cleanly.
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<uint8_t> junk(bytes_.begin(), bytes_.begin() + 8);
+    const size_t extra = 16 + rng() % 200;
+    for (size_t i = 0; i < extra; ++i) junk.push_back(uint8_t(rng()));
+    const fs::path f = tmp_ / "magic_then_random.index";
+    write_all(f, junk);
+    expect_load_error(f, {"format version", "corrupt", "truncated"}, "magic+random " + std::to_string(trial));
+  }
+}
+
+TEST_F(IndexHostileFiles, TruncatedCopies) {
+  std::set<size_t> cuts = {1, 4, 7, 8, 9, 23, 24, 27, 28, kHeader - 8, kHeader - 1, kHeader, kHeader + 1,
+                           bytes_.size() / 2, bytes_.size() - 8, bytes_.size() - 1};
+  for (size_t cut : cuts) {
+    ASSERT_LT(cut, bytes_.size());
+    const fs::path f = tmp_ / ("cut_" + std::to_string(cut) + ".index");
+    write_all(f, std::vector<uint8_t>(bytes_.begin(), bytes_.begin() + long(cut)));
+    expect_load_error(f, {"not an imgsearch index file", "corrupt", "truncated"}, "cut at " + std::to_string(cut));
+  }
+  // Extra bytes appended are as wrong as missing ones.
+  auto longer = bytes_;
+  longer.push_back(0);
+  write_all(tmp_ / "longer.index", longer);
+  expect_load_error(tmp_ / "longer.index", {"truncated or corrupt"}, "one byte appended");
+}
+
+TEST_F(IndexHostileFiles, WrongFormatVersion) {
+  for (int bit : {0, 1, 8, 31}) {
+    auto b = bytes_;
+    b[8 + size_t(bit / 8)] ^= uint8_t(1u << (bit % 8));
+    const fs::path f = tmp_ / "version.index";
+    write_all(f, b);
+    expect_load_error(f, {"format version"}, "version bit " + std::to_string(bit));
+    auto r = load_index(f);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("not supported"), std::string::npos) << r.error();
+  }
+}
+
+TEST_F(IndexHostileFiles, DamagedHeaderFields) {
+  struct Case {
+    size_t offset;
+    uint8_t value;
+    const char* what;
+  };
+  const Case cases[] = {
+      {0, 'X', "not an imgsearch index file"},  // magic
+      {12, 7, "corrupt"},                       // metric out of range
+      {16, 6, "corrupt"},                       // dim disagrees with the payload
+      {20, 0xFF, "corrupt"},                    // spec length beyond the file
+      {23, 0x7F, "corrupt"},                    // spec length huge
+      {kHeader - 16, 1, "truncated or corrupt"},  // payload size
+      {kHeader - 9, 0x80, "truncated or corrupt"},
+      {kHeader - 8, 0, "checksum"},               // payload checksum
+      {kHeader - 1, 0x80, "checksum"},
+  };
+  for (const auto& c : cases) {
+    auto b = bytes_;
+    b[c.offset] = c.value;
+    const fs::path f = tmp_ / "header.index";
+    write_all(f, b);
+    expect_load_error(f, {c.what}, "byte " + std::to_string(c.offset));
+  }
+}
+
+// Every single byte of the payload damaged in turn. FAISS's own reader trusts the sizes
+// it reads (a flipped ntotal or vector length made it hang or allocate terabytes), so the
+// file's checksum must refuse each one before FAISS sees it.
+TEST_F(IndexHostileFiles, DamagedPayloadBytes) {
+  for (size_t i = kHeader; i < bytes_.size(); ++i) {
+    auto b = bytes_;
+    b[i] ^= i % 2 ? 0xFF : 0x01;
+    const fs::path f = tmp_ / "flipped.index";
+    write_all(f, b);
+    expect_load_error(f, {"corrupt payload"}, "payload byte " + std::to_string(i - kHeader));
+  }
+}
+
+TEST_F(IndexHostileFiles, EmptyMissingAndDirectory) {
+  const fs::path empty = tmp_ / "empty.index";
+  write_all(empty, {});
+  expect_load_error(empty, {"empty file"}, "zero bytes");
+  expect_load_error(tmp_ / "does-not-exist.index", {"not found"}, "missing");
+  fs::create_directories(tmp_ / "dir.index");
+  expect_load_error(tmp_ / "dir.index", {"is a directory"}, "directory");
+}
+
+TEST(IndexMake, InvalidSpecOrDimIsAClearError) {
+  for (const char* spec : {"NotAnIndex", "", "Flat,Flat", "IVF,Flat", "HNSWx"}) {
+    auto r = make_index(spec, 16, Metric::L2);
+    ASSERT_FALSE(r.ok()) << "'" << spec << "' accepted";
+    EXPECT_NE(r.error().find(std::string("invalid index spec '") + spec + "'"), std::string::npos) << r.error();
+  }
+  // Sizes of zero (FAISS would divide by them: "PQ0" raised SIGFPE) and numbers too large
+  // for FAISS's parser (std::out_of_range escaped it) are refused, not fatal.
+  for (const char* spec : {"PQ0", "IVF0,Flat", "HNSW0", "PCA00,Flat"}) {
+    auto r = make_index(spec, 16, Metric::L2);
+    ASSERT_FALSE(r.ok()) << "'" << spec << "' accepted";
+    EXPECT_NE(r.error().find("sizes must be positive"), std::string::npos) << r.error();
+  }
+  for (const char* spec : {"IVF99999999999999999999,Flat", "HNSW99999999999999999999", "IVF4,PQ99999999999999"}) {
+    auto r = make_index(spec, 16, Metric::L2);
+    ASSERT_FALSE(r.ok()) << "'" << spec << "' accepted";
+    EXPECT_NE(r.error().find(std::string("invalid index spec '") + spec + "': a number is too large"),
+              std::string::npos)
+        << r.error();
+  }
+  // Numbers containing zeros are fine.
+  EXPECT_TRUE(make_index("IVF100,Flat", 16, Metric::L2).ok());
+  // A valid kind that cannot hold this dimension (PQ needs dim divisible by M).
+  auto pq = make_index("PQ5", 16, Metric::L2);
+  ASSERT_FALSE(pq.ok());
+  EXPECT_NE(pq.error().find("invalid index spec 'PQ5'"), std::string::npos) << pq.error();
+  for (int dim : {0, -3}) {
+    auto r = make_index("Flat", dim, Metric::L2);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("dimension"), std::string::npos) << r.error();
+  }
+}
+
+TEST(IndexMake, SaveToUnwritablePlaceFails) {
+  auto index = make("Flat", 3, Metric::L2);
+  ASSERT_TRUE(index);
+  auto s = index->save("/nonexistent-dir-imgsearch/x.index", 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().find("/nonexistent-dir-imgsearch/x.index"), std::string::npos) << s.error();
+}
