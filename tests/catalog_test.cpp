@@ -46,9 +46,7 @@ class TempDir {
 constexpr int kDim = 4;
 
 // A distinct, recognisable vector per seed.
-std::vector<float> vec(int seed) {
-  return {float(seed), float(seed) * 0.5f, -float(seed), 1.0f / float(seed + 1)};
-}
+std::vector<float> vec(int seed) { return {float(seed), float(seed) * 0.5f, -float(seed), 1.0f / float(seed + 1)}; }
 
 NewImage image(const std::string& key, int seed) {
   NewImage n;
@@ -305,10 +303,9 @@ TEST(Catalog, ListUnderSelectsOnlyThatDirectory) {
   auto c = open(tmp.path(), Mode::ReadWrite);
   ASSERT_TRUE(c);
   const std::vector<std::string> keys = {
-      "/a/b/1.jpg",       "/a/b/sub/2.jpg", "/a/b/sub/deeper/3.jpg", "/a/b/\xff\xfe.jpg",
-      "/a/bc/4.jpg",      "/a/b.jpg",       "/a/b",                  "/a/b-c/5.jpg",
-      "/a/b0/6.jpg",      "/a/B/7.jpg",     "/a/8.jpg",              "/x/a/b/9.jpg",
-      "/a/b\xc3\xa9/10.jpg"};
+      "/a/b/1.jpg", "/a/b/sub/2.jpg", "/a/b/sub/deeper/3.jpg", "/a/b/\xff\xfe.jpg", "/a/bc/4.jpg",
+      "/a/b.jpg",   "/a/b",           "/a/b-c/5.jpg",          "/a/b0/6.jpg",       "/a/B/7.jpg",
+      "/a/8.jpg",   "/x/a/b/9.jpg",   "/a/b\xc3\xa9/10.jpg"};
   std::vector<NewImage> adds;
   for (size_t i = 0; i < keys.size(); ++i) adds.push_back(image(keys[i], int(i)));
   ASSERT_EQ(commit(*c, adds).size(), keys.size());
@@ -340,9 +337,9 @@ TEST(Catalog, RawBytePathsRoundTrip) {
   TempDir tmp;
   auto c = open(tmp.path(), Mode::ReadWrite);
   ASSERT_TRUE(c);
-  const std::string nfc = "/photos/caf\xc3\xa9.jpg";    // é precomposed
-  const std::string nfd = "/photos/cafe\xcc\x81.jpg";   // e + combining acute
-  const std::string latin1 = "/photos/caf\xe9.jpg";     // not UTF-8
+  const std::string nfc = "/photos/caf\xc3\xa9.jpg";   // é precomposed
+  const std::string nfd = "/photos/cafe\xcc\x81.jpg";  // e + combining acute
+  const std::string latin1 = "/photos/caf\xe9.jpg";    // not UTF-8
   const std::string junk = "/photos/\x80\xff\xc3(\x01\x7f.jpg";
   std::vector<NewImage> adds;
   int seed = 0;
@@ -514,8 +511,9 @@ TEST(Catalog, ReaderSeesLastCommitBesideOpenWriteTransaction) {
     sqlite3_free(err);
   };
   exec("BEGIN IMMEDIATE");
-  exec("INSERT INTO images(key, path, size, mtime_ns, width, height, content_hash, added_at) "
-       "VALUES(CAST('/c.jpg' AS BLOB), CAST('c.jpg' AS BLOB), 1, 1, 1, 1, 'hashc', 1)");
+  exec(
+      "INSERT INTO images(key, path, size, mtime_ns, width, height, content_hash, added_at) "
+      "VALUES(CAST('/c.jpg' AS BLOB), CAST('c.jpg' AS BLOB), 1, 1, 1, 1, 'hashc', 1)");
   exec("INSERT INTO vectors(id, vec) VALUES(last_insert_rowid(), zeroblob(16))");
   exec(("DELETE FROM vectors WHERE id = " + std::to_string(ids[0])).c_str());
   exec(("DELETE FROM images WHERE id = " + std::to_string(ids[0])).c_str());

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ using database::Settings;
 namespace {
 
 constexpr int kDim = 8;
+
+// ctest runs test processes side by side on a 2-core machine: OpenMP teams spinning
+// against each other made FAISS's k-means 30x slower than one thread. One thread each.
+const bool kOneThread = (index::set_threads(1), true);
 
 class TempDir {
  public:
@@ -122,7 +127,8 @@ void expect_index_matches_catalog(Database& db, const std::string& where) {
   ASSERT_TRUE(cat.for_each_vector([&](int64_t id, std::span<const float> v) {
                    ids.push_back(id);
                    vecs.insert(vecs.end(), v.begin(), v.end());
-                 }).ok());
+                 })
+                  .ok());
   ASSERT_EQ(int64_t(ids.size()), cat.count());
   if (ids.empty()) return;
   const int k = 2;
@@ -510,4 +516,301 @@ TEST(Database, CommitRefusesVectorsOfTheWrongDimension) {
   EXPECT_EQ(db->catalog().count(), 5);
   EXPECT_EQ(db->catalog().change_seq(), seq);
   expect_index_matches_catalog(*db, "after the refused commit");
+}
+
+// ---------------------------------------------------------------------------------------
+// Index kinds over the life of a database: `auto`, training, deletions, rebuilds.
+
+namespace {
+
+// For approximate kinds: the index holds exactly the catalog's images (size, and no
+// id it returns is unknown or removed), and nearly every image is found at rank 1 by
+// its own vector (all of them for kinds that keep exact vectors and probe enough).
+void expect_index_agrees(Database& db, double min_self, const std::string& where) {
+  SCOPED_TRACE(where);
+  auto idx = db.index();
+  ASSERT_TRUE(idx.ok()) << idx.error();
+  index::VectorIndex& ix = **idx;
+  EXPECT_EQ(ix.size(), db.catalog().count());
+  std::vector<int64_t> ids;
+  std::vector<float> vecs;
+  ASSERT_TRUE(db.catalog()
+                  .for_each_vector([&](int64_t id, std::span<const float> v) {
+                    ids.push_back(id);
+                    vecs.insert(vecs.end(), v.begin(), v.end());
+                  })
+                  .ok());
+  if (ids.empty()) return;
+  const std::set<int64_t> known(ids.begin(), ids.end());
+  const int k = 3;
+  std::vector<float> scores(ids.size() * k);
+  std::vector<int64_t> got(ids.size() * k);
+  ix.search(int64_t(ids.size()), vecs.data(), k, scores.data(), got.data());
+  size_t self = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    self += got[i * k] == ids[i];
+    for (int r = 0; r < k; ++r)
+      if (got[i * k + size_t(r)] >= 0) {
+        EXPECT_EQ(known.count(got[i * k + size_t(r)]), 1u) << "unknown or removed id " << got[i * k + size_t(r)];
+      }
+  }
+  EXPECT_GE(double(self), min_self * double(ids.size()));
+}
+
+// Commits n random unit vectors under `prefix` in batches (as an ingest would).
+std::vector<int64_t> fill(Database& db, std::mt19937& rng, const std::string& prefix, int n, int batch = 2000) {
+  std::vector<int64_t> all;
+  for (int start = 0; start < n; start += batch) {
+    std::vector<catalog::NewImage> adds;
+    for (int i = start; i < std::min(n, start + batch); ++i)
+      adds.push_back(image(prefix + std::to_string(i), unit_vector(rng)));
+    const auto ids = commit(db, adds);
+    all.insert(all.end(), ids.begin(), ids.end());
+  }
+  return all;
+}
+
+const index::BuildInfo& info_of(Database& db) {
+  auto idx = db.index();
+  EXPECT_TRUE(idx.ok()) << idx.error();
+  return (*idx)->build_info();
+}
+
+std::string kind_of(Database& db) {
+  auto idx = db.index();
+  EXPECT_TRUE(idx.ok()) << idx.error();
+  return idx.ok() ? (*idx)->spec() : "";
+}
+
+}  // namespace
+
+TEST(DatabaseIndex, NewDatabaseDefaultsToAutoAndKeepsBudget) {
+  TempDir tmp;
+  Settings s = settings("");
+  s.memory_budget = uint64_t(3) << 30;
+  {
+    auto db = writer(tmp.path(), s);
+    ASSERT_TRUE(db);
+    EXPECT_EQ(db->settings().index_spec, "auto");
+    EXPECT_EQ(db->settings().memory_budget, uint64_t(3) << 30);
+  }
+  {
+    auto db = writer(tmp.path(), settings(""));  // no spec, no budget: both kept
+    ASSERT_TRUE(db);
+    EXPECT_EQ(db->settings().index_spec, "auto");
+    EXPECT_EQ(db->settings().memory_budget, uint64_t(3) << 30);
+  }
+  auto bad = Database::open_for_writing(tmp.path(), settings("IVF,Nonsense"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("invalid index spec"), std::string::npos) << bad.error();
+  auto r = reader(tmp.path());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->settings().index_spec, "auto");
+}
+
+// `auto` stays exact while small, becomes HNSW past kExactBelow vectors, and compressed
+// IVF-PQ when the budget is cut; the file records what was asked and what was built.
+TEST(DatabaseIndex, AutoFollowsTheCollectionAndTheBudget) {
+  TempDir tmp;
+  std::mt19937 rng(40);
+  Settings s = settings("auto");
+  s.memory_budget = uint64_t(1) << 30;
+  {
+    auto db = writer(tmp.path(), s);
+    ASSERT_TRUE(db);
+    fill(*db, rng, "/a/", 50);
+    ASSERT_TRUE(db->save_index().ok());
+  }
+  {
+    auto r = reader(tmp.path());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(kind_of(*r), "Flat");
+    const auto& bi = info_of(*r);
+    EXPECT_EQ(bi.requested, "auto");
+    EXPECT_TRUE(bi.fallback.empty()) << bi.fallback;
+    EXPECT_EQ(bi.built_with, 50);
+    EXPECT_GT(bi.built_at, 1600000000);
+    EXPECT_EQ(bi.memory_budget, uint64_t(1) << 30);
+    expect_index_matches_catalog(*r, "auto small");
+  }
+  {
+    auto db = writer(tmp.path(), s);
+    ASSERT_TRUE(db);
+    fill(*db, rng, "/b/", 11950);  // 12,000 in all
+    ASSERT_TRUE(db->save_index().ok());
+    EXPECT_EQ(kind_of(*db), "HNSW32");
+    EXPECT_GE(info_of(*db).tuned_recall, 0.95);
+  }
+  {
+    auto r = reader(tmp.path());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(kind_of(*r), "HNSW32");
+    EXPECT_EQ(info_of(*r).built_with, 12000);
+    expect_index_agrees(*r, 0.99, "auto HNSW");
+  }
+  {
+    Settings small = s;
+    small.memory_budget = uint64_t(1) << 20;  // HNSW would need ~4 MB
+    auto db = writer(tmp.path(), small);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->save_index().ok());
+    EXPECT_EQ(kind_of(*db), "IVF256,PQ8");
+    const auto& bi = info_of(*db);
+    EXPECT_EQ(bi.memory_budget, uint64_t(1) << 20);
+    EXPECT_GT(bi.rerank, 0);           // lossy: searches re-rank by default
+    EXPECT_GE(bi.tuned_recall, 0.95);  // of the candidates, as re-ranking recovers them
+  }
+  auto r = reader(tmp.path());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(kind_of(*r), "IVF256,PQ8");
+  expect_index_agrees(*r, 0.5, "auto PQ");
+}
+
+// A kind that trains waits, with exact search, until the collection can train it; then it
+// is trained on a sample and filled with everything; it is retrained once the collection
+// has outgrown the sample.
+TEST(DatabaseIndex, TrainedKindsWaitThenTrainThenRetrain) {
+  TempDir tmp;
+  std::mt19937 rng(41);
+  auto db = writer(tmp.path(), settings("IVF16,PQ4x4", index::Metric::L2));  // needs 39 x 16 = 624
+  ASSERT_TRUE(db);
+  fill(*db, rng, "/a/", 300);
+  ASSERT_TRUE(db->save_index().ok());
+  EXPECT_EQ(kind_of(*db), "Flat");
+  EXPECT_NE(info_of(*db).fallback.find("needs 624 vectors"), std::string::npos) << info_of(*db).fallback;
+  expect_index_matches_catalog(*db, "waiting: exact");
+  {
+    auto r = reader(tmp.path());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(kind_of(*r), "Flat");
+    EXPECT_FALSE(info_of(*r).fallback.empty());
+  }
+  fill(*db, rng, "/b/", 400);  // 700
+  ASSERT_TRUE(db->save_index().ok());
+  EXPECT_EQ(kind_of(*db), "IVF16,PQ4x4");
+  EXPECT_EQ(info_of(*db).trained_on, 700);
+  EXPECT_TRUE(info_of(*db).fallback.empty());
+  expect_index_agrees(*db, 0.3, "trained");
+  fill(*db, rng, "/c/", 1000);  // 1700: the ideal sample (4096) has grown past 2 x 700
+  ASSERT_TRUE(db->save_index().ok());
+  EXPECT_EQ(info_of(*db).trained_on, 1700);
+  EXPECT_EQ(info_of(*db).built_with, 1700);
+  fill(*db, rng, "/d/", 100);  // not enough growth to retrain: added in place
+  ASSERT_TRUE(db->save_index().ok());
+  EXPECT_EQ(info_of(*db).trained_on, 1700);
+  EXPECT_EQ(info_of(*db).built_with, 1700);
+  db.reset();
+  auto r = reader(tmp.path());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(kind_of(*r), "IVF16,PQ4x4");
+  EXPECT_EQ(r->index().value()->size(), 1800);
+  expect_index_agrees(*r, 0.3, "reader");
+}
+
+// Removals and replacements reach every kind without a rebuild (in place, or as HNSW
+// tombstones), in the writer and in the saved file.
+TEST(DatabaseIndex, DeletionsAndUpdatesWorkForEveryKind) {
+  for (const char* spec : {"Flat", "HNSW32", "IVF16,Flat", "SQ8", "PCA8,IVF16,Flat", "IVF16,PQ4x4"}) {
+    SCOPED_TRACE(spec);
+    TempDir tmp;
+    std::mt19937 rng(42);
+    const bool exact_vectors = std::string(spec) != "SQ8" && std::string(spec) != "IVF16,PQ4x4";
+    auto db = writer(tmp.path(), settings(spec));
+    ASSERT_TRUE(db);
+    const auto ids = fill(*db, rng, "/p/", 800, 400);
+    ASSERT_TRUE(db->save_index().ok());
+    ASSERT_EQ(kind_of(*db), spec);
+    const int64_t built_at = info_of(*db).built_at;
+    const double min_self = exact_vectors ? 0.99 : 0.3;
+
+    std::vector<int64_t> removed(ids.begin() + 100, ids.begin() + 110);
+    std::vector<catalog::NewImage> replaced;
+    for (int i = 0; i < 5; ++i) replaced.push_back(image("/p/" + std::to_string(i), unit_vector(rng)));
+    const auto same = commit(*db, replaced, removed);
+    ASSERT_EQ(same.size(), 5u);
+    EXPECT_EQ(same[0], ids[0]);     // a replaced image keeps its id
+    EXPECT_EQ(kind_of(*db), spec);  // updated in place, not rebuilt
+    EXPECT_EQ(info_of(*db).built_at, built_at);
+    if (std::string(spec) == "HNSW32") {
+      EXPECT_EQ(db->index().value()->tombstones(), 15);
+    }
+    expect_index_agrees(*db, min_self, "writer after deletions");
+    for (int64_t gone : removed) {
+      const auto all = search_all(*db, unit_vector(rng));
+      EXPECT_EQ(std::count(all.begin(), all.end(), gone), 0);
+    }
+    if (exact_vectors) {
+      EXPECT_EQ(search_all(*db, replaced[3].vector)[0], ids[3]);
+    }
+    ASSERT_TRUE(db->save_index().ok());
+    db.reset();
+    auto r = reader(tmp.path());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(kind_of(*r), spec);
+    EXPECT_TRUE(info_of(*r).fallback.empty());
+    EXPECT_EQ(r->index().value()->size(), 790);
+    expect_index_agrees(*r, min_self, "reader after deletions");
+  }
+}
+
+// HNSW tombstones past a quarter of the live vectors are compacted by a rebuild.
+TEST(DatabaseIndex, HnswTombstonesAreCompacted) {
+  TempDir tmp;
+  std::mt19937 rng(43);
+  auto db = writer(tmp.path(), settings("HNSW16"));
+  ASSERT_TRUE(db);
+  const auto ids = fill(*db, rng, "/p/", 400);
+  ASSERT_TRUE(db->save_index().ok());
+  commit(*db, {}, std::vector<int64_t>(ids.begin(), ids.begin() + 50));
+  ASSERT_TRUE(db->save_index().ok());
+  EXPECT_EQ(db->index().value()->tombstones(), 50);  // 50 of 350: kept
+  commit(*db, {}, std::vector<int64_t>(ids.begin() + 50, ids.begin() + 100));
+  EXPECT_EQ(db->index().value()->tombstones(), 100);
+  ASSERT_TRUE(db->save_index().ok());  // 100 of 300: rebuilt
+  EXPECT_EQ(db->index().value()->tombstones(), 0);
+  EXPECT_EQ(db->index().value()->size(), 300);
+  expect_index_agrees(*db, 0.99, "compacted");
+}
+
+// The kind can change on an existing database: the next save rebuilds it.
+TEST(DatabaseIndex, ChangingTheKindRebuilds) {
+  TempDir tmp;
+  std::mt19937 rng(44);
+  {
+    auto db = writer(tmp.path(), settings("Flat"));
+    ASSERT_TRUE(db);
+    fill(*db, rng, "/p/", 300);
+    ASSERT_TRUE(db->save_index().ok());
+  }
+  {
+    auto db = writer(tmp.path(), settings("HNSW16"));
+    ASSERT_TRUE(db);
+    EXPECT_EQ(db->settings().index_spec, "HNSW16");
+    ASSERT_TRUE(db->save_index().ok());
+  }
+  auto r = reader(tmp.path());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->settings().index_spec, "HNSW16");
+  EXPECT_EQ(kind_of(*r), "HNSW16");
+  expect_index_agrees(*r, 0.99, "after the change");
+}
+
+// A reader of a stale file searches exactly (and says why) until the writer saves.
+TEST(DatabaseIndex, StaleFileMeansExactSearchMeanwhile) {
+  TempDir tmp;
+  std::mt19937 rng(45);
+  auto db = writer(tmp.path(), settings("HNSW16"));
+  ASSERT_TRUE(db);
+  fill(*db, rng, "/p/", 200);
+  ASSERT_TRUE(db->save_index().ok());
+  fill(*db, rng, "/q/", 10);
+  auto r = reader(tmp.path());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(kind_of(*r), "Flat");
+  EXPECT_NE(info_of(*r).fallback.find("out of date"), std::string::npos);
+  expect_index_matches_catalog(*r, "stand-in");
+  ASSERT_TRUE(db->save_index().ok());
+  auto r2 = reader(tmp.path());
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(kind_of(*r2), "HNSW16");
 }

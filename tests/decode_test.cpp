@@ -127,9 +127,9 @@ RgbImage gradient(int w, int h) {
 // --- shared oddities ------------------------------------------------------------------------
 
 TEST(DecodeOddities, EveryFileDecodesExceptTheTruncatedOne) {
-  const std::map<std::string, std::string> ext_format = {
-      {".png", "png"}, {".jpg", "jpeg"}, {".jpeg", "jpeg"}, {".gif", "gif"}, {".webp", "webp"},
-      {".tiff", "tiff"}, {".bmp", "bmp"}, {".heic", "heif"}};
+  const std::map<std::string, std::string> ext_format = {{".png", "png"}, {".jpg", "jpeg"},  {".jpeg", "jpeg"},
+                                                         {".gif", "gif"}, {".webp", "webp"}, {".tiff", "tiff"},
+                                                         {".bmp", "bmp"}, {".heic", "heif"}};
   for (const fs::path& p : oddities(false)) {
     SCOPED_TRACE(p.filename().string());
     auto r = decode_file(p);
@@ -187,9 +187,12 @@ TEST(DecodeOddities, SamePictureInEveryFormatLooksAlike) {
     SCOPED_TRACE(target);
     RgbImage ref = must_decode(kOdd / "video-001.png", target);
     // Measured: 0.4, 7.4 (q50), 3.2, 7.4 (32 colours), 11.5 (scans missing), 3.2 at full size.
-    const std::pair<const char*, double> files[] = {
-        {"video-001.progressive.jpeg", 2}, {"video-001.q50.410.jpeg", 10}, {"video-001.interlaced.gif", 5},
-        {"video-001.5bpp.gif", 10}, {"video-001.progressive.truncated.jpeg", 14}, {"colormap.bmp", 5}};
+    const std::pair<const char*, double> files[] = {{"video-001.progressive.jpeg", 2},
+                                                    {"video-001.q50.410.jpeg", 10},
+                                                    {"video-001.interlaced.gif", 5},
+                                                    {"video-001.5bpp.gif", 10},
+                                                    {"video-001.progressive.truncated.jpeg", 14},
+                                                    {"colormap.bmp", 5}};
     for (const auto& [f, limit] : files) {
       SCOPED_TRACE(f);
       EXPECT_LT(mean_abs_diff(must_decode(kOdd / f, target), ref), limit);
@@ -421,7 +424,11 @@ TEST(DecodeThreads, ConcurrentDecodesMatchSingleThreaded) {
   const auto files = oddities(false);
   std::vector<std::vector<uint8_t>> bytes;
   for (const auto& f : files) bytes.push_back(read_bytes(f));
-  struct Ref { bool ok; RgbImage im; std::string err; };
+  struct Ref {
+    bool ok;
+    RgbImage im;
+    std::string err;
+  };
   auto run = [&](size_t i, int target) {
     auto r = decode_image(bytes[i], {.target_short_side = target, .min_side_px = 1});
     return r.ok() ? Ref{true, std::move(r).value(), ""} : Ref{false, {}, r.error()};

@@ -2,8 +2,9 @@
 
 #include <sqlite3.h>
 
-#include <ctime>
+#include <algorithm>
 #include <cstring>
+#include <ctime>
 
 namespace imgsearch::catalog {
 namespace {
@@ -36,11 +37,23 @@ class Stmt {
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return s_ != nullptr; }
-  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); return *this; }
-  Stmt& bind_text(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT); return *this; }
-  Stmt& bind_blob(int i, const void* p, size_t n) { sqlite3_bind_blob64(s_, i, p, n, SQLITE_TRANSIENT); return *this; }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind_text(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind_blob(int i, const void* p, size_t n) {
+    sqlite3_bind_blob64(s_, i, p, n, SQLITE_TRANSIENT);
+    return *this;
+  }
   int step() { return sqlite3_step(s_); }
-  void reset() { sqlite3_reset(s_); sqlite3_clear_bindings(s_); }
+  void reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
   int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
   std::string bytes(int c) {
     const void* p = sqlite3_column_blob(s_, c);
@@ -121,7 +134,8 @@ Result<std::unique_ptr<Catalog>> Catalog::open(const std::filesystem::path& db_d
     if (!probe.ok() || probe.step() != SQLITE_ROW)
       return make_error(file.string() + " is not an imgsearch catalog (or is damaged)");
     if (probe.bytes(0) != std::to_string(kSchemaVersion))
-      return make_error(file.string() + ": catalog schema version " + probe.bytes(0) + " is not supported by this build");
+      return make_error(file.string() + ": catalog schema version " + probe.bytes(0) +
+                        " is not supported by this build");
   }
   return c;
 }
@@ -279,6 +293,34 @@ Result<std::vector<float>> Catalog::vector_of(int64_t id) {
   std::vector<float> v(size_t(n) / sizeof(float));
   std::memcpy(v.data(), sqlite3_column_blob(s.raw(), 0), v.size() * sizeof(float));
   return v;
+}
+
+Status Catalog::read_vectors(std::span<const int64_t> ids, int dim, float* out, std::vector<uint8_t>& found) {
+  found.assign(ids.size(), 0);
+  if (ids.empty()) return {};
+  std::fill_n(out, ids.size() * size_t(dim), 0.f);
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  if (auto s = exec("BEGIN"); !s) return s;
+  {
+    Stmt s(db_, "SELECT vec FROM vectors WHERE id=?");
+    if (!s.ok()) {
+      (void)exec("COMMIT");
+      return make_error(std::string("catalog: ") + sqlite3_errmsg(db_));
+    }
+    const size_t want = size_t(dim) * sizeof(float);
+    for (size_t i : order) {
+      s.bind(1, ids[i]);
+      if (s.step() == SQLITE_ROW && size_t(sqlite3_column_bytes(s.raw(), 0)) == want) {
+        std::memcpy(out + i * size_t(dim), sqlite3_column_blob(s.raw(), 0), want);
+        found[i] = 1;
+      }
+      s.reset();
+    }
+  }
+  (void)exec("COMMIT");
+  return {};
 }
 
 }  // namespace imgsearch::catalog

@@ -37,7 +37,7 @@ struct ImageRecord {
   std::string key;   // absolute, normalised: the identity of the file
   int64_t size = 0;
   int64_t mtime_ns = 0;
-  int width = 0;     // upright, as decoded at full size
+  int width = 0;  // upright, as decoded at full size
   int height = 0;
   std::string content_hash;  // xxh3-128 of the file's bytes, hex
   int64_t added_at = 0;      // unix seconds
@@ -45,8 +45,8 @@ struct ImageRecord {
 
 // An image and its vector, about to be committed.
 struct NewImage {
-  ImageRecord record;          // id ignored: assigned on insert (or kept when replacing)
-  std::vector<float> vector;   // dim floats
+  ImageRecord record;         // id ignored: assigned on insert (or kept when replacing)
+  std::vector<float> vector;  // dim floats
 };
 
 class Catalog {
@@ -81,6 +81,11 @@ class Catalog {
   // snapshot); returns the change_seq of that snapshot.
   Result<int64_t> for_each_vector(const std::function<void(int64_t id, std::span<const float> v)>& fn);
   Result<std::vector<float>> vector_of(int64_t id);
+  // Many vectors at once (re-ranking candidates): out gets ids.size() x dim floats, row i
+  // for ids[i]; found[i] is 0 where that image has no vector (row left zero) or a vector
+  // of another dimension. One read transaction and one prepared statement; ids are
+  // visited in ascending order so neighbouring rows share B-tree pages.
+  Status read_vectors(std::span<const int64_t> ids, int dim, float* out, std::vector<uint8_t>& found);
 
  private:
   explicit Catalog(sqlite3* db) : db_(db) {}

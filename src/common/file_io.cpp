@@ -7,17 +7,24 @@
 #include <cerrno>
 #include <cstring>  // strerror
 
+#include "common/text.h"
+
 namespace imgsearch {
 namespace {
 
 std::string errno_reason(int err) {
   switch (err) {
-    case ENOENT: return "not found";
+    case ENOENT:
+      return "not found";
     case EACCES:
-    case EPERM: return "permission denied";
-    case EISDIR: return "is a directory";
-    case ELOOP: return "symlink loop";
-    default: return std::string("read error: ") + std::strerror(err);
+    case EPERM:
+      return "permission denied";
+    case EISDIR:
+      return "is a directory";
+    case ELOOP:
+      return "symlink loop";
+    default:
+      return std::string("read error: ") + std::strerror(err);
   }
 }
 
@@ -32,7 +39,9 @@ struct Fd {
 }  // namespace
 
 Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path, uint64_t max_bytes) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: a FIFO that replaced the file after the folder was listed must not block
+  // the open (it fails the regular-file check below); regular files ignore the flag.
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (f.fd < 0) return make_error(errno_reason(errno));
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) return make_error(errno_reason(errno));
@@ -40,8 +49,7 @@ Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path, 
   if (!S_ISREG(st.st_mode)) return make_error("not a regular file");
   if (st.st_size == 0) return make_error("empty file (0 bytes)");
   if (uint64_t(st.st_size) > max_bytes)
-    return make_error("file too large (" + std::to_string(st.st_size) + " bytes > " +
-                      std::to_string(max_bytes) + ")");
+    return make_error("file too large (" + std::to_string(st.st_size) + " bytes > " + std::to_string(max_bytes) + ")");
   std::vector<uint8_t> bytes(size_t(st.st_size));
   size_t got = 0;
   while (got < bytes.size()) {
@@ -105,14 +113,11 @@ std::string printable_path(const std::string& raw) {
       ++i;
       continue;
     }
-    // Validate one UTF-8 sequence; copy it whole or escape its first byte.
-    int len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    bool valid = len > 0 && i + size_t(len) <= raw.size();
-    for (int k = 1; valid && k < len; ++k)
-      valid = (static_cast<unsigned char>(raw[i + size_t(k)]) >> 6) == 0x2;
-    if (valid) {
-      out.append(raw, i, size_t(len));
-      i += size_t(len);
+    // Copy a well-formed UTF-8 sequence whole (the same rule as JSON output uses), or
+    // escape its first byte.
+    if (const size_t len = utf8_sequence_length(raw, i); len > 0) {
+      out.append(raw, i, len);
+      i += len;
     } else {
       escape(c);
       ++i;

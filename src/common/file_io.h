@@ -18,8 +18,7 @@
 
 namespace imgsearch {
 
-Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path,
-                                             uint64_t max_bytes = uint64_t(1) << 32);
+Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path, uint64_t max_bytes = uint64_t(1) << 32);
 
 Status write_file_atomic(const std::filesystem::path& path, std::span<const uint8_t> bytes);
 

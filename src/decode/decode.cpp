@@ -30,8 +30,6 @@
 // prefix, built from our own sniffed format, is always right.
 #include "decode/decode.h"
 
-#include <vips/vips8>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -39,6 +37,7 @@
 #include <mutex>
 #include <new>
 #include <string_view>
+#include <vips/vips8>
 
 namespace imgsearch::decode {
 namespace {
@@ -68,13 +67,24 @@ std::string lower_prefix(std::span<const uint8_t> b, size_t n) {
 
 // Why the bytes are not something we decode: "not an image (...)" or "unsupported format (...)".
 Error describe_other(std::span<const uint8_t> b) {
-  struct Known { std::string_view magic; size_t at; const char* what; bool image; };
+  struct Known {
+    std::string_view magic;
+    size_t at;
+    const char* what;
+    bool image;
+  };
   static constexpr Known kKnown[] = {
-      {"\xFF\x0A", 0, "jxl", true},          {"JXL ", 4, "jxl", true},
-      {"jP  ", 4, "jpeg2000", true},         {"\xFF\x4F\xFF\x51", 0, "jpeg2000", true},
-      {"8BPS", 0, "psd", true},              {"%PDF", 0, "PDF document", false},
-      {"PK\x03\x04", 0, "ZIP archive", false}, {"\x1F\x8B", 0, "gzip data", false},
-      {"\x7F" "ELF", 0, "ELF executable", false},
+      {"\xFF\x0A", 0, "jxl", true},
+      {"JXL ", 4, "jxl", true},
+      {"jP  ", 4, "jpeg2000", true},
+      {"\xFF\x4F\xFF\x51", 0, "jpeg2000", true},
+      {"8BPS", 0, "psd", true},
+      {"%PDF", 0, "PDF document", false},
+      {"PK\x03\x04", 0, "ZIP archive", false},
+      {"\x1F\x8B", 0, "gzip data", false},
+      {"\x7F"
+       "ELF",
+       0, "ELF executable", false},
   };
   for (const Known& k : kKnown)
     if (starts_with(b, k.magic, k.at))
@@ -227,8 +237,9 @@ VImage to_rgb8(VImage im, const Header& h, bool managed) {
   }
   if (!vips_colourspace_issupported(im.get_image())) {  // e.g. a 2-band "multiband" TIFF
     const bool wide = im.format() == VIPS_FORMAT_USHORT, grey = im.bands() < 3;
-    im = im.copy(VImage::option()->set("interpretation", grey ? (wide ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_B_W)
-                                                              : (wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB)));
+    im = im.copy(
+        VImage::option()->set("interpretation", grey ? (wide ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_B_W)
+                                                     : (wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB)));
   }
   if (im.interpretation() != VIPS_INTERPRETATION_sRGB) im = im.colourspace(VIPS_INTERPRETATION_sRGB);
   if (im.has_alpha())
@@ -261,8 +272,8 @@ void decode_init() {
   static std::once_flag once;
   std::call_once(once, [] {
     if (VIPS_INIT("imgsearch") != 0) return;
-    vips_cache_set_max(0);     // no operation cache: memory stays flat over millions of files
-    vips_concurrency_set(1);   // we parallelise across files ourselves
+    vips_cache_set_max(0);    // no operation cache: memory stays flat over millions of files
+    vips_concurrency_set(1);  // we parallelise across files ourselves
     vips_block_untrusted_set(TRUE);
     vips_operation_block_set("VipsForeignLoadMagickBuffer", FALSE);  // BMP only; see top of file
     g_init_ok = true;
@@ -339,12 +350,14 @@ Result<std::vector<uint8_t>> encode(const RgbImage& image, bool jpeg, int qualit
   if (!g_init_ok) return make_error("encode failed: libvips failed to initialise");
   try {
     // vips only reads from this memory; the API just isn't const-correct.
-    VImage im = VImage::new_from_memory(const_cast<uint8_t*>(image.pixels.data()), image.pixels.size(),
-                                        image.width, image.height, 3, VIPS_FORMAT_UCHAR);
-    VipsBlob* blob = jpeg ? im.jpegsave_buffer(VImage::option()->set("Q", std::clamp(quality, 1, 100))->set("strip", true))
-                          : im.pngsave_buffer(VImage::option()->set("strip", true));
+    VImage im = VImage::new_from_memory(const_cast<uint8_t*>(image.pixels.data()), image.pixels.size(), image.width,
+                                        image.height, 3, VIPS_FORMAT_UCHAR);
+    VipsBlob* blob =
+        jpeg ? im.jpegsave_buffer(VImage::option()->set("Q", std::clamp(quality, 1, 100))->set("strip", true))
+             : im.pngsave_buffer(VImage::option()->set("strip", true));
     size_t size = 0;
-    const auto* p = static_cast<const uint8_t*>(vips_area_get_data(reinterpret_cast<VipsArea*>(blob), &size, nullptr, nullptr, nullptr));
+    const auto* p = static_cast<const uint8_t*>(
+        vips_area_get_data(reinterpret_cast<VipsArea*>(blob), &size, nullptr, nullptr, nullptr));
     std::vector<uint8_t> out(p, p + size);
     vips_area_unref(reinterpret_cast<VipsArea*>(blob));
     return out;

@@ -38,8 +38,8 @@ struct RgbImage {
 
 // What a file holds, read from its header without decoding the pixels.
 struct ImageInfo {
-  std::string format;   // "jpeg", "png", "webp", "gif", "tiff", "heif", "bmp"
-  int width = 0;        // upright (after EXIF orientation)
+  std::string format;  // "jpeg", "png", "webp", "gif", "tiff", "heif", "bmp"
+  int width = 0;       // upright (after EXIF orientation)
   int height = 0;
   int orientation = 1;  // EXIF orientation tag, 1..8 (1 when absent)
 };
