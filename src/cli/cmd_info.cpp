@@ -1,10 +1,11 @@
-// imgsearch info --db PATH and imgsearch models: what a database and the installation hold.
+// imgsearch info --db PATH: what a database holds. (`models` lives in cmd_models.cpp.)
 #include <cstdio>
 #include <ctime>
 
 #include "cli/commands.h"
 #include "database/database.h"
 #include "embed/model.h"
+#include "index/policy.h"
 
 namespace imgsearch::cli {
 namespace {
@@ -17,6 +18,16 @@ uint64_t dir_bytes(const std::filesystem::path& dir) {
   return total;
 }
 
+std::string local_time(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "";
+  const std::time_t t = std::time_t(unix_seconds);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %z", &tm);
+  return buf;
+}
+
 int run_info(const std::string& db_dir, bool json) {
   auto db = database::Database::open_for_reading(db_dir);
   if (!db) return print_error(db.error()), 1;
@@ -25,7 +36,19 @@ int run_info(const std::string& db_dir, bool json) {
   const int64_t n = cat.count();
   auto idx = (*db)->index();
   if (!idx) return print_error(idx.error()), 1;
+  const index::VectorIndex& ix = **idx;
+  const auto stats = ix.stats();
+  const auto& bi = ix.build_info();
   const uint64_t disk = dir_bytes(db_dir);
+  std::error_code ec;
+  const auto file_bytes = std::filesystem::file_size((*db)->index_path(), ec);
+  const int64_t live = ix.size();
+  // Memory per live vector: codes, ids, graph links, and the fixed parts (centroids,
+  // transforms) spread over the collection.
+  const double per_vector = live > 0 ? double(stats.memory_bytes) / double(live) : 0.0;
+  const uint64_t budget = s.memory_budget ? s.memory_budget : index::kDefaultMemoryBudget;
+  nlohmann::json params = nlohmann::json::object();
+  for (const auto& [k, v] : stats.params) params[k] = v;
   nlohmann::json j = {{"database", db_dir},
                       {"images", n},
                       {"model", s.representation.model},
@@ -34,45 +57,57 @@ int run_info(const std::string& db_dir, bool json) {
                       {"metric", index::metric_name(s.metric)},
                       {"dim", s.dim},
                       {"index", s.index_spec},
-                      {"vectors_in_index", (*idx)->size()},
+                      {"index_requested", s.index_spec},
+                      {"index_active", ix.spec()},
+                      {"index_fallback", bi.fallback},
+                      {"index_params", params},
+                      {"memory_budget_bytes", budget},
+                      {"vectors_in_index", live},
+                      {"tombstones", ix.tombstones()},
+                      {"index_memory_bytes", stats.memory_bytes},
+                      {"bytes_per_vector_index", per_vector},
+                      {"code_bytes_per_vector", stats.code_bytes},
+                      {"id_bytes_per_vector", stats.id_bytes},
                       {"bytes_per_vector_stored", s.dim * 4},
+                      {"lossy", stats.lossy},
+                      {"rerank_default", bi.rerank},
+                      {"tuned_recall_at_10", bi.tuned_recall},
+                      {"built_at", bi.built_at},
+                      {"built_at_local", local_time(bi.built_at)},
+                      {"build_seconds", bi.build_seconds},
+                      {"built_with", bi.built_with},
+                      {"trained_on", bi.trained_on},
+                      {"index_file_bytes", ec ? 0 : uint64_t(file_bytes)},
                       {"disk_bytes", disk},
                       {"change_seq", cat.change_seq()}};
   if (json) {
     std::printf("%s\n", dump_json(j).c_str());
     return 0;
   }
-  std::printf("database      %s\nimages        %lld\nmodel         %s\nlayer         %s\npooling       %s\n"
-              "metric        %s\ndimension     %d\nindex         %s (%lld vectors)\ndisk          %.1f MB\n",
-              db_dir.c_str(), (long long)n, s.representation.model.c_str(), s.representation.layer.c_str(),
-              embed::pooling_name(s.representation.pooling).c_str(), index::metric_name(s.metric).c_str(), s.dim,
-              s.index_spec.c_str(), (long long)(*idx)->size(), disk / 1e6);
-  return 0;
-}
-
-int run_models(bool json) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& name : embed::installed_models()) {
-    auto spec = embed::find_model(name);
-    if (!spec) {
-      print_error(spec.error());
-      continue;
-    }
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& l : spec->layers)
-      layers.push_back({{"name", l.name}, {"channels", l.channels}, {"height", l.height}, {"width", l.width}});
-    out.push_back({{"name", name}, {"input_size", spec->input_size}, {"default_layer", spec->default_layer},
-                   {"layers", layers}, {"dir", spec->dir.string()}});
-    if (!json) {
-      std::printf("%s  (input %dx%d, default layer %s)\n", name.c_str(), spec->input_size, spec->input_size,
-                  spec->default_layer.c_str());
-      for (const auto& l : spec->layers)
-        std::printf("    %-10s %5d x %3d x %3d\n", l.name.c_str(), l.channels, l.height, l.width);
-    }
-  }
-  if (json) std::printf("%s\n", dump_json(out).c_str());
-  if (out.empty() && !json)
-    std::printf("no models installed in %s (run scripts/setup.sh)\n", embed::models_dir().c_str());
+  std::string param_text;
+  for (const auto& [k, v] : stats.params) param_text += (param_text.empty() ? "" : ", ") + k + " " + v;
+  std::printf(
+      "database      %s\nimages        %lld\nmodel         %s\nlayer         %s\npooling       %s\n"
+      "metric        %s\ndimension     %d\n",
+      db_dir.c_str(), (long long)n, s.representation.model.c_str(), s.representation.layer.c_str(),
+      embed::pooling_name(s.representation.pooling).c_str(), index::metric_name(s.metric).c_str(), s.dim);
+  std::printf("index         %s -> %s (%lld vectors", s.index_spec.c_str(), ix.spec().c_str(), (long long)live);
+  if (ix.tombstones()) std::printf(", %lld tombstones", (long long)ix.tombstones());
+  std::printf(")\n");
+  if (!bi.fallback.empty()) std::printf("              %s\n", bi.fallback.c_str());
+  if (!param_text.empty()) std::printf("parameters    %s\n", param_text.c_str());
+  if (index::is_auto(s.index_spec)) std::printf("memory budget %s\n", index::format_bytes(budget).c_str());
+  std::printf("memory        %s in the index, %.1f bytes per vector (codes %lld + ids %lld; stored floats %d)%s\n",
+              index::format_bytes(uint64_t(stats.memory_bytes)).c_str(), per_vector, (long long)stats.code_bytes,
+              (long long)stats.id_bytes, s.dim * 4, stats.lossy ? ", lossy" : "");
+  if (bi.tuned_recall >= 0)
+    std::printf("recall@10     %.3f vs exact at the default knobs (measured at build)%s\n", bi.tuned_recall,
+                bi.rerank ? (", re-ranking " + std::to_string(bi.rerank) + " candidates").c_str() : "");
+  if (bi.built_at > 0)
+    std::printf("built         %s in %.1f s, with %lld vectors%s\n", local_time(bi.built_at).c_str(), bi.build_seconds,
+                (long long)bi.built_with,
+                bi.trained_on ? (", trained on " + std::to_string(bi.trained_on)).c_str() : "");
+  std::printf("disk          %.1f MB (index file %.1f MB)\n", disk / 1e6, ec ? 0.0 : double(file_bytes) / 1e6);
   return 0;
 }
 
@@ -85,13 +120,6 @@ void register_info(CLI::App& app, int& exit_code) {
   cmd->add_option("--db", *db, "Database directory")->required();
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([db, json, &exit_code] { exit_code = run_info(*db, *json); });
-}
-
-void register_models(CLI::App& app, int& exit_code) {
-  auto json = std::make_shared<bool>(false);
-  auto* cmd = app.add_subcommand("models", "List installed models and their layers");
-  cmd->add_flag("--json", *json, "Print JSON");
-  cmd->callback([json, &exit_code] { exit_code = run_models(*json); });
 }
 
 }  // namespace imgsearch::cli

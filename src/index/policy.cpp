@@ -1,0 +1,134 @@
+#include "index/policy.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <regex>
+
+namespace imgsearch::index {
+namespace {
+
+// IDMap2: 8 bytes in id_map plus ~40 for the reverse map's node and bucket.
+constexpr int64_t kIdMapBytes = 48;
+// FAISS k-means wants 39 points per centroid (it warns below that).
+constexpr int64_t kPointsPerCentroid = 39;
+constexpr int kPcaDim = 256;
+
+int64_t hnsw_bytes(int dim, int m) {
+  // Level 0 has 2*M links of 4 bytes; upper levels add ~1/M of that; offsets (8) and
+  // levels (4) per vector; the full vector; the id map.
+  return 4 * int64_t(dim) + 8 * int64_t(m) + 8 + 12 + kIdMapBytes;
+}
+
+int64_t nlist_for(int64_t n) {
+  const double target = 4 * std::sqrt(double(std::max<int64_t>(n, 1)));
+  int64_t nlist = int64_t(1) << int(std::lround(std::log2(target)));
+  nlist = std::clamp<int64_t>(nlist, 16, 65536);
+  while (nlist > 16 && nlist * kPointsPerCentroid > n) nlist /= 2;
+  return nlist;
+}
+
+std::string str_bytes(double b) {
+  char buf[64];
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int u = 0;
+  while (b >= 1024 && u < 5) {
+    b /= 1024;
+    ++u;
+  }
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%.0f B", b);
+  else
+    std::snprintf(buf, sizeof buf, b < 10 ? "%.2f %s" : b < 100 ? "%.1f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+bool is_auto(const std::string& spec) { return spec == "auto"; }
+
+int64_t estimated_bytes_per_vector(const std::string& spec, int dim) {
+  std::smatch m;
+  if (spec == "Flat") return 4 * int64_t(dim) + kIdMapBytes;
+  if (std::regex_match(spec, m, std::regex("HNSW(\\d+)"))) return hnsw_bytes(dim, std::stoi(m[1]));
+  if (std::regex_search(spec, m, std::regex("IVF\\d+,PQ(\\d+)$"))) return std::stoll(m[1]) + 8;
+  if (std::regex_search(spec, m, std::regex("IVF\\d+,Flat$"))) return 4 * int64_t(dim) + 8;
+  if (std::regex_search(spec, m, std::regex("IVF\\d+,SQ8$"))) return int64_t(dim) + 8;
+  return -1;
+}
+
+Plan resolve_auto(int64_t n, int dim, uint64_t budget) {
+  if (budget == 0) budget = kDefaultMemoryBudget;
+  const double b = double(budget);
+  const std::string count = std::to_string(n) + " vectors";
+  const double flat = double(n) * double(4 * int64_t(dim) + kIdMapBytes);
+  if (n < kExactBelow && flat <= b)
+    return {"Flat",
+            count + " (< " + std::to_string(kExactBelow) + "): exact search is fast enough and needs no training"};
+  const double hnsw = double(n) * double(hnsw_bytes(dim, 32));
+  if (hnsw <= b)
+    return {"HNSW32", count + " x ~" + str_bytes(double(hnsw_bytes(dim, 32))) + " = " + str_bytes(hnsw) +
+                          " fit the memory budget of " + str_bytes(b) + ": graph search over full vectors"};
+
+  // Compressed. PQ sub-quantizers must divide the (projected) dimension.
+  int p = dim > kPcaDim ? kPcaDim : dim;
+  if (p % 8 != 0) p = p / 8 * 8;
+  const int64_t nlist = nlist_for(n);
+  const int64_t min_train = std::max<int64_t>(kPointsPerCentroid * 256, kPointsPerCentroid * nlist);
+  if (p < 8 || n < min_train)
+    return {"Flat", count + " do not fit the memory budget of " + str_bytes(b) +
+                        " uncompressed, but are too few to train a compressed index: exact"};
+  const double fixed = (p < dim ? 4.0 * p * dim : 0) + 4.0 * double(nlist) * p + 4.0 * 256 * p;
+  int m = 0;
+  for (int cand : {64, 32, 16, 8}) {
+    if (p % cand != 0 || cand > p) continue;
+    if (double(n) * (cand + 8) + fixed <= b) {
+      m = cand;
+      break;
+    }
+  }
+  std::string why;
+  if (m == 0) {
+    m = 8;
+    why = ": even 8-byte codes exceed the memory budget of " + str_bytes(b) + "; using the smallest";
+  } else {
+    why = ": full vectors (" + str_bytes(hnsw) + " as HNSW) exceed the memory budget of " + str_bytes(b) + "; " +
+          std::to_string(m) + "-byte PQ codes (" + str_bytes(double(n) * (m + 8) + fixed) + "), re-ranked exactly";
+  }
+  std::string spec =
+      (p < dim ? "PCA" + std::to_string(p) + "," : "") + "IVF" + std::to_string(nlist) + ",PQ" + std::to_string(m);
+  return {spec, count + why};
+}
+
+Result<uint64_t> parse_byte_size(const std::string& text) {
+  std::smatch m;
+  static const std::regex re("\\s*([0-9]+(?:\\.[0-9]*)?)\\s*([kKmMgGtT]?)(i?)([bB]?)\\s*");
+  if (!std::regex_match(text, m, re))
+    return make_error("invalid size '" + text + "' (examples: 4GB, 512MB, 1.5G, 100000000)");
+  const double v = std::stod(m[1]);
+  double mult = 1;
+  switch (std::tolower(static_cast<unsigned char>(m[2].str().empty() ? 'b' : m[2].str()[0]))) {
+    case 'k':
+      mult = 1024.0;
+      break;
+    case 'm':
+      mult = 1024.0 * 1024;
+      break;
+    case 'g':
+      mult = 1024.0 * 1024 * 1024;
+      break;
+    case 't':
+      mult = 1024.0 * 1024 * 1024 * 1024;
+      break;
+    default:
+      break;
+  }
+  if (!m[3].str().empty() && m[2].str().empty()) return make_error("invalid size '" + text + "'");
+  const double bytes = v * mult;
+  if (bytes < 1 || bytes > 1.8e19) return make_error("invalid size '" + text + "': out of range");
+  return uint64_t(bytes);
+}
+
+std::string format_bytes(uint64_t bytes) { return str_bytes(double(bytes)); }
+
+}  // namespace imgsearch::index
