@@ -344,5 +344,99 @@ class TorchReferenceTest(unittest.TestCase):
                 self.assertLess(np.abs(head - ref_head).max(), 1e-3)
 
 
+# ---------------------------------------------------------------------------
+# `imgsearch models add` rewrites ONNX graphs with a hand-written protobuf
+# encoder (src/embed/onnx_proto.cpp).  The reference implementation checks its
+# output here: the onnx checker (with shape inference) must accept it, and ONNX
+# Runtime must compute the same logits from it as from the original.
+
+IMGSEARCH = os.environ.get("IMGSEARCH_BIN", os.path.join(REPO, "build", "imgsearch"))
+
+
+def _small_resnet(nhwc=False):
+    """Conv-BN-ReLU stem, max pool, one residual block, pool, linear."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+
+    def w(name, *shape):
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    inits = [w("w1", 12, 3, 3, 3), w("g1", 12), w("b1", 12), w("m1", 12),
+             w("w2", 12, 12, 3, 3), w("w3", 12, 12, 3, 3), w("fc", 12, 5)]
+    inits.append(numpy_helper.from_array(
+        np.abs(rng.standard_normal(12)).astype(np.float32) + 0.5, "v1"))
+    x = "x"
+    nodes = []
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]))
+        x = "xt"
+    nodes += [
+        helper.make_node("Conv", [x, "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["c1", "g1", "b1", "m1", "v1"], ["bn1"]),
+        helper.make_node("Relu", ["bn1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c3", "p1"], ["sum"]),
+        helper.make_node("Relu", ["sum"], ["block"]),
+        helper.make_node("ReduceMean", ["block"], ["pooled"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "fc"], ["logits"]),
+    ]
+    shape = ["batch", 48, 48, 3] if nhwc else ["batch", 3, 48, 48]
+    graph = helper.make_graph(
+        nodes, "small_resnet",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@unittest.skipUnless(os.path.exists(IMGSEARCH), "build/imgsearch not built")
+class ModelsAddTest(unittest.TestCase):
+    def test_rewritten_graph_passes_the_onnx_checker(self):
+        import json
+        import subprocess
+        import onnx
+        import onnxruntime as ort
+        for nhwc in (False, True):
+            with self.subTest(nhwc=nhwc), tempfile.TemporaryDirectory() as tmp:
+                src = os.path.join(tmp, "src.onnx")
+                onnx.save(_small_resnet(nhwc), src)
+                env = dict(os.environ, IMGSEARCH_MODELS=os.path.join(tmp, "models"))
+                out = subprocess.run(
+                    [IMGSEARCH, "models", "add", "small", src, "--mean", "0,0,0",
+                     "--std", "255,255,255", "--layers", "all", "--json"],
+                    env=env, capture_output=True, text=True, check=True)
+                report = json.loads(out.stdout)
+                self.assertEqual(report["layout"], "NHWC" if nhwc else "NCHW")
+                self.assertEqual(report["default_layer"], "block")
+                installed = os.path.join(tmp, "models", "small", "model.onnx")
+                model = onnx.load(installed)
+                onnx.checker.check_model(model, full_check=True)
+                outputs = [o.name for o in model.graph.output]
+                for layer in ("r1", "p1", "block", "pooled"):
+                    self.assertIn(layer, outputs)
+                x = np.random.default_rng(1).standard_normal(
+                    (2, 48, 48, 3) if nhwc else (2, 3, 48, 48)).astype(np.float32)
+                want = ort.InferenceSession(src).run(["logits"], {"x": x})[0]
+                sess = ort.InferenceSession(installed)
+                got = sess.run(None, {"x": x})
+                by_name = dict(zip(outputs, got))
+                np.testing.assert_allclose(by_name["logits"], want, rtol=1e-5, atol=1e-5)
+                # The shapes model.json records are the ones the graph computes.
+                with open(os.path.join(tmp, "models", "small", "model.json")) as f:
+                    layers = {l["name"]: l for l in json.load(f)["layers"]}
+                block = by_name["block"]
+                self.assertEqual(block.shape, (2, 12, 12, 12))
+                self.assertEqual((layers["block"]["channels"], layers["block"]["height"]), (12, 12))
+                # 12 x 12 x 12 could be either layout: a convolution's output is NCHW.
+                self.assertEqual(layers["block"].get("layout", "NCHW"), "NCHW")
+                self.assertEqual(by_name["pooled"].shape, (2, 12))
+
+
 if __name__ == "__main__":
     unittest.main()

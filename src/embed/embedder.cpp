@@ -14,6 +14,8 @@ Result<std::unique_ptr<Embedder>> Embedder::open(const Representation& rep, cons
   std::unique_ptr<Embedder> e(new Embedder());
   e->spec_ = std::move(*spec);
   e->rep_ = rep;
+  // The installed name, not an alias, is what databases and caches record.
+  e->rep_.model = e->spec_.dir.filename().string();
   if (e->rep_.layer.empty()) e->rep_.layer = e->spec_.default_layer;
   const LayerSpec* layer = e->spec_.find_layer(e->rep_.layer);
   if (!layer) {
@@ -36,30 +38,67 @@ Result<std::unique_ptr<Embedder>> Embedder::open(const Representation& rep, cons
 decode::DecodeOptions Embedder::decode_options() const { return decode_options_for(spec_); }
 
 std::vector<float> Embedder::make_input(std::span<const decode::RgbImage* const> images) const {
-  const size_t per = size_t(3) * spec_.input_size * spec_.input_size;
+  const size_t per = input_floats();
   std::vector<float> input(per * images.size());
   for (size_t i = 0; i < images.size(); ++i) preprocess(*images[i], spec_, input.data() + i * per);
   return input;
 }
 
+void Embedder::preprocess_into(const decode::RgbImage& image, float* out) const { preprocess(image, spec_, out); }
+
 Result<std::vector<float>> Embedder::embed(std::span<const decode::RgbImage* const> images) {
-  if (images.empty()) return std::vector<float>{};
-  const auto input = make_input(images);
-  auto out = engine_->run(input.data(), int64_t(images.size()), {layer_.name});
+  const FeatureRequest req[] = {{rep_.layer, rep_.pooling}};
+  auto out = extract(images, req);
   if (!out) return make_error(out.error());
-  const Tensor& map = (*out)[0];
-  if (map.shape.size() != 4 || map.shape[1] != layer_.channels)
-    return make_error("layer '" + layer_.name + "' has an unexpected shape");
-  const int c = int(map.shape[1]), h = int(map.shape[2]), w = int(map.shape[3]);
-  const size_t d = pooled_dim(rep_.pooling, c, h, w);
-  if (d != dim_) return make_error("layer '" + layer_.name + "' output size differs from model.json");
-  std::vector<float> vectors(images.size() * d);
-  for (size_t i = 0; i < images.size(); ++i) {
-    float* v = vectors.data() + i * d;
-    pool(map.data.data() + i * size_t(map.per_item()), c, h, w, rep_.pooling, v);
-    if (rep_.normalize) l2_normalize(v, d);
+  std::vector<float>& vectors = (*out)[0];
+  if (rep_.normalize)
+    for (size_t i = 0; i < images.size(); ++i) l2_normalize(vectors.data() + i * dim_, dim_);
+  return std::move(vectors);
+}
+
+Result<std::vector<std::vector<float>>> Embedder::extract(std::span<const decode::RgbImage* const> images,
+                                                          std::span<const FeatureRequest> requests) {
+  std::vector<const LayerSpec*> layers;
+  std::vector<std::string> outputs;  // distinct layers, in first-asked order
+  std::vector<size_t> output_of;     // request -> index into outputs
+  for (const auto& r : requests) {
+    const LayerSpec* l = spec_.find_layer(r.layer);
+    if (!l) return make_error("model '" + spec_.name + "' has no layer '" + r.layer + "'");
+    const auto it = std::find(outputs.begin(), outputs.end(), r.layer);
+    output_of.push_back(size_t(it - outputs.begin()));
+    if (it == outputs.end()) {
+      outputs.push_back(r.layer);
+      layers.push_back(l);
+    }
   }
-  return vectors;
+  std::vector<std::vector<float>> result(requests.size());
+  if (images.empty() || requests.empty()) return result;
+  const auto input = make_input(images);
+  auto out = engine_->run(input.data(), int64_t(images.size()), outputs);
+  if (!out) return make_error(out.error());
+  std::vector<float> chw;  // scratch for NHWC maps
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const LayerSpec& l = *layers[output_of[r]];
+    const Tensor& map = (*out)[output_of[r]];
+    const int c = l.channels, h = l.height, w = l.width;
+    // The graph decides the real shape; model.json only describes it. A mismatch means
+    // model.json is stale (the ONNX file was replaced), which must not pass silently.
+    if (map.per_item() != int64_t(c) * h * w)
+      return make_error("layer '" + l.name + "' output size differs from model.json");
+    const size_t d = pooled_dim(requests[r].pooling, c, h, w);
+    result[r].resize(images.size() * d);
+    for (size_t i = 0; i < images.size(); ++i) {
+      const float* m = map.data.data() + i * size_t(map.per_item());
+      if (l.layout == Layout::NHWC && size_t(h) * w > 1) {
+        chw.resize(size_t(c) * h * w);
+        for (size_t p = 0; p < size_t(h) * w; ++p)
+          for (int k = 0; k < c; ++k) chw[size_t(k) * h * w + p] = m[p * c + size_t(k)];
+        m = chw.data();
+      }
+      pool(m, c, h, w, requests[r].pooling, result[r].data() + i * d);
+    }
+  }
+  return result;
 }
 
 Result<std::vector<std::vector<ClassScore>>> Embedder::classify(std::span<const decode::RgbImage* const> images,

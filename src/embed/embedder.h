@@ -25,9 +25,15 @@ namespace imgsearch::embed {
 // the catalog stores this and refuses to mix them.
 struct Representation {
   std::string model = kDefaultModel;
-  std::string layer;        // empty = the model's default layer
+  std::string layer;  // empty = the model's default layer
   Pooling pooling = Pooling::Avg;
-  bool normalize = true;    // L2-normalise each vector
+  bool normalize = true;  // L2-normalise each vector
+};
+
+// One vector set asked of a single model run: a layer and how to pool it.
+struct FeatureRequest {
+  std::string layer;
+  Pooling pooling = Pooling::Avg;
 };
 
 struct ClassScore {
@@ -47,9 +53,19 @@ class Embedder {
 
   Result<std::vector<float>> embed(std::span<const decode::RgbImage* const> images);
 
+  // Several representations from ONE run of the model (what `eval` sweeps use: running a
+  // network once and pooling every requested layer costs one inference, not one per
+  // layer). result[r] holds images.size() x pooled_dim(requests[r]) floats, row-major,
+  // NOT normalised. Any layer of the model may be asked, whatever representation() is.
+  Result<std::vector<std::vector<float>>> extract(std::span<const decode::RgbImage* const> images,
+                                                  std::span<const FeatureRequest> requests);
+
+  // One image's input tensor, input_floats() floats, written at `out` (thread-safe).
+  size_t input_floats() const { return size_t(3) * spec_.input_size * spec_.input_size; }
+  void preprocess_into(const decode::RgbImage& image, float* out) const;
+
   // Top-k classes (softmax over the logits) per image; needs a model with logits.
-  Result<std::vector<std::vector<ClassScore>>> classify(std::span<const decode::RgbImage* const> images,
-                                                        int top_k = 5);
+  Result<std::vector<std::vector<ClassScore>>> classify(std::span<const decode::RgbImage* const> images, int top_k = 5);
 
  private:
   Embedder() = default;

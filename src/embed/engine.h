@@ -2,15 +2,17 @@
 // ingest, search) is independent of which engine runs the graph.
 //
 // Data contract
-//   run() takes a float32 input tensor [batch, 3, S, S] (NCHW, contiguous, S = the
-//   model's input size) and returns one float32 tensor per requested output name, in the
-//   order asked, each contiguous with shape[0] == batch.
+//   run() takes a float32 input tensor [batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC),
+//   as the model's input layout says, contiguous, S = the model's input size, and returns
+//   one float32 tensor per requested output name, in the order asked, each contiguous with
+//   shape[0] == batch (a model with max_batch is run in slices and the slices joined).
 //   The engine borrows `input` for the call only. run() may be called from several
 //   threads at once.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,5 +46,22 @@ class InferenceEngine {
 // backend: "onnxruntime" (the default and, today, the only one).
 Result<std::unique_ptr<InferenceEngine>> make_engine(const ModelSpec& spec, const EngineOptions& options,
                                                      const std::string& backend = "onnxruntime");
+
+// What the backend makes of a serialised graph; the validation behind `models add`.
+//   load_error: the backend's message when it cannot load the graph (an operator it has no
+//     kernel for, an invalid graph); nothing else is filled in then.
+//   outputs: every graph output, its element type, and its shape after one run on a
+//     constant input of `input_shape` (run_error says why when that run fails).
+struct ProbedOutput {
+  std::string name;
+  bool is_float = false;       // float32 tensor
+  std::vector<int64_t> shape;  // from the run; empty when it did not run
+};
+struct GraphProbe {
+  std::string load_error, run_error;
+  std::vector<ProbedOutput> outputs;
+};
+GraphProbe probe_graph(std::span<const uint8_t> model, const std::string& input_name,
+                       const std::vector<int64_t>& input_shape);
 
 }  // namespace imgsearch::embed

@@ -16,10 +16,14 @@ std::optional<Pooling> parse_pooling(const std::string& name) {
 
 std::string pooling_name(Pooling p) {
   switch (p) {
-    case Pooling::Avg: return "avg";
-    case Pooling::Max: return "max";
-    case Pooling::Gem: return "gem";
-    case Pooling::None: return "none";
+    case Pooling::Avg:
+      return "avg";
+    case Pooling::Max:
+      return "max";
+    case Pooling::Gem:
+      return "gem";
+    case Pooling::None:
+      return "none";
   }
   return "?";
 }
@@ -43,7 +47,9 @@ void pool(const float* map, int channels, int height, int width, Pooling p, floa
         out[c] = float(s / hw);
         break;
       }
-      case Pooling::Max: out[c] = *std::max_element(m, m + hw); break;
+      case Pooling::Max:
+        out[c] = *std::max_element(m, m + hw);
+        break;
       case Pooling::Gem: {
         double s = 0;
         for (size_t i = 0; i < hw; ++i) {
@@ -53,7 +59,8 @@ void pool(const float* map, int channels, int height, int width, Pooling p, floa
         out[c] = float(std::cbrt(s / hw));
         break;
       }
-      case Pooling::None: break;
+      case Pooling::None:
+        break;
     }
   }
 }

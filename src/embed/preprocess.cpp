@@ -29,6 +29,9 @@ void preprocess(const decode::RgbImage& image, const ModelSpec& spec, float* out
     mean[c] = spec.mean[c];
   }
   const size_t plane = size_t(S) * S;
+  // Where channel c of pixel (x, y) goes: planar (NCHW) or interleaved (NHWC).
+  const bool nhwc = spec.layout == Layout::NHWC;
+  const size_t c_stride = nhwc ? 1 : plane, px_stride = nhwc ? 3 : 1;
   for (int y = 0; y < S; ++y) {
     for (int x = 0; x < S; ++x) {
       float v[3];
@@ -49,7 +52,8 @@ void preprocess(const decode::RgbImage& image, const ModelSpec& spec, float* out
         for (int c = 0; c < 3; ++c)
           v[c] = (p00[c] * (1 - fx) + p01[c] * fx) * (1 - fy) + (p10[c] * (1 - fx) + p11[c] * fx) * fy;
       }
-      for (int c = 0; c < 3; ++c) out[c * plane + size_t(y) * S + x] = (v[c] - mean[c]) * inv_std[c];
+      float* o = out + (size_t(y) * S + x) * px_stride;
+      for (int c = 0; c < 3; ++c) o[c * c_stride] = (v[c] - mean[c]) * inv_std[c];
     }
   }
 }

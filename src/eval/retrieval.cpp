@@ -1,13 +1,15 @@
 #include "eval/retrieval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
+
+#include "eval/linalg.h"
 
 namespace imgsearch::eval {
 
-RetrievalResult evaluate_retrieval(const float* x, int64_t n, int dim, std::span<const int> labels,
-                                   std::span<const std::string> label_names, index::Metric metric,
-                                   std::vector<int> ks) {
+RetrievalResult evaluate_ranking(const float* scores, int64_t n, std::span<const int> labels,
+                                 std::span<const std::string> label_names, std::vector<int> ks) {
   RetrievalResult r;
   r.ks = ks;
   r.queries = int(n);
@@ -20,26 +22,13 @@ RetrievalResult evaluate_retrieval(const float* x, int64_t n, int dim, std::span
   }
   if (n < 2) return r;
 
-  // Exact ranking: every query against every vector (the brute-force reference).
-  std::vector<float> scores(static_cast<size_t>(n));
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t q = 0; q < n; ++q) {
-    const float* qv = x + size_t(q) * dim;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* v = x + size_t(i) * dim;
-      double s = 0;
-      if (metric == index::Metric::L2) {
-        for (int j = 0; j < dim; ++j) s -= double(qv[j] - v[j]) * (qv[j] - v[j]);
-      } else {
-        for (int j = 0; j < dim; ++j) s += double(qv[j]) * v[j];
-      }
-      scores[size_t(i)] = float(s);
-    }
+    const float* row = scores + size_t(q) * size_t(n);
     std::iota(order.begin(), order.end(), 0);
     // Ties broken by index so results are deterministic.
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return scores[size_t(a)] != scores[size_t(b)] ? scores[size_t(a)] > scores[size_t(b)] : a < b;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return row[a] != row[b] ? row[a] > row[b] : a < b; });
     const int label = labels[size_t(q)];
     int hits = 0, rank = 0;
     double ap_sum = 0;
@@ -77,6 +66,37 @@ RetrievalResult evaluate_retrieval(const float* x, int64_t n, int dim, std::span
     for (auto& p : c.precision) p /= c.count;
   }
   return r;
+}
+
+std::vector<float> similarity_matrix(const float* x, int64_t n, int dim, index::Metric metric) {
+  // One Gram matrix G = X X^T serves every metric: cosine = G_ij / (|x_i| |x_j|),
+  // L2 = -(G_ii + G_jj - 2 G_ij) (negated so higher is closer), inner product = G.
+  std::vector<float> s(size_t(n) * size_t(n));
+  gemm(false, true, int(n), int(n), dim, 1.f, x, x, 0.f, s.data());
+  std::vector<double> diag(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) diag[size_t(i)] = s[size_t(i) * size_t(n) + size_t(i)];
+  if (metric == index::Metric::InnerProduct) return s;
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = s.data() + size_t(i) * size_t(n);
+    for (int64_t j = 0; j < n; ++j) {
+      const double g = row[j];
+      if (metric == index::Metric::L2) {
+        row[j] = float(-(diag[size_t(i)] + diag[size_t(j)] - 2 * g));
+      } else {
+        // A zero vector stays zero when normalised (l2_normalize), so its cosine is 0.
+        const double norms = std::sqrt(diag[size_t(i)] * diag[size_t(j)]);
+        row[j] = norms > 0 ? float(g / norms) : 0.f;
+      }
+    }
+  }
+  return s;
+}
+
+RetrievalResult evaluate_retrieval(const float* x, int64_t n, int dim, std::span<const int> labels,
+                                   std::span<const std::string> label_names, index::Metric metric,
+                                   std::vector<int> ks) {
+  const auto s = similarity_matrix(x, n, dim, metric);
+  return evaluate_ranking(s.data(), n, labels, label_names, std::move(ks));
 }
 
 }  // namespace imgsearch::eval
