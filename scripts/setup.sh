@@ -27,6 +27,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev     # tests
   libcli11-dev nlohmann-json3-dev libxxhash-dev libcpp-httplib-dev
   clang-format
+  chromium                      # the web app's end-to-end tests (headless)
 )
 if [ "${SKIP_APT:-0}" != 1 ]; then
   log "apt packages"
@@ -85,6 +86,19 @@ for m in efficientnet-lite0 efficientnet-lite1 efficientnet-lite2; do
       --labels data/imagenet-classes.tsv
   fi
 done
+
+# ---------------------------------------------------------------------------
+# 4b. The web UI: web/dist, served by `imgsearch serve` (Node.js >= 20.19 and npm needed;
+#     npm ci only when package-lock.json changed since the last install).
+log "web UI (web/dist)"
+command -v npm >/dev/null || { echo "setup: npm not found: install Node.js >= 20.19 with npm" >&2; exit 1; }
+(
+  cd web
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+  fi
+  npm run build
+)
 
 # ---------------------------------------------------------------------------
 # 5. Builds: release (build/) and AddressSanitizer + UBSan (build-asan/)
