@@ -40,8 +40,8 @@ std::string slurp(const fs::path& p) {
 // Runs the binary with shell-quoted arguments; captures stdout, stderr and the exit code.
 CliRun run_cli(const std::vector<std::string>& args) {
   static int counter = 0;
-  const fs::path base = fs::temp_directory_path() / ("imgsearch_e2e_" + std::to_string(::getpid()) + "_" +
-                                                     std::to_string(counter++));
+  const fs::path base =
+      fs::temp_directory_path() / ("imgsearch_e2e_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   // Single-quote every argument for sh; a quote inside becomes '\''.
   auto quote = [](const std::string& a) {
     std::string q(1, '\'');
@@ -183,8 +183,7 @@ TEST_F(EndToEnd, RerunIsIncrementalAndASecondFolderAddsOddFiles) {
   // The report has one JSON line per skipped file.
   std::ifstream in(report);
   int lines = 0;
-  for (std::string line; std::getline(in, line); ++lines)
-    EXPECT_EQ(nlohmann::json::parse(line)["status"], "skipped");
+  for (std::string line; std::getline(in, line); ++lines) EXPECT_EQ(nlohmann::json::parse(line)["status"], "skipped");
   EXPECT_EQ(lines, 1);
   CliRun info = run_cli({"info", "--db", db2.string(), "--json"});
   ASSERT_EQ(info.code, 0) << info.err;

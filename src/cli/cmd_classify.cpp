@@ -30,23 +30,36 @@ int run_classify(const ClassifyArgs& a) {
   for (const auto& path : a.images) {
     auto fail = [&](const std::string& why) {
       ++failures;
-      if (a.json) out.push_back({{"path", json_safe(path)}, {"error", why}});
-      else print_error(printable_path(path) + ": " + why);
+      if (a.json)
+        out.push_back({{"path", json_safe(path)}, {"error", why}});
+      else
+        print_error(printable_path(path) + ": " + why);
     };
     auto bytes = read_file_bytes(path);
-    if (!bytes) { fail(bytes.error()); continue; }
+    if (!bytes) {
+      fail(bytes.error());
+      continue;
+    }
     auto img = decode::decode_image(*bytes, (*e)->decode_options());
-    if (!img) { fail(img.error()); continue; }
+    if (!img) {
+      fail(img.error());
+      continue;
+    }
     const decode::RgbImage* batch[] = {&*img};
     auto top = (*e)->classify(batch, a.top);
-    if (!top) { fail(top.error()); continue; }
+    if (!top) {
+      fail(top.error());
+      continue;
+    }
     if (a.json) {
       nlohmann::json classes = nlohmann::json::array();
-      for (const auto& c : (*top)[0]) classes.push_back({{"index", c.index}, {"label", c.label}, {"probability", c.probability}});
+      for (const auto& c : (*top)[0])
+        classes.push_back({{"index", c.index}, {"label", c.label}, {"probability", c.probability}});
       out.push_back({{"path", json_safe(path)}, {"classes", classes}});
     } else {
       std::printf("%s\n", printable_path(path).c_str());
-      for (const auto& c : (*top)[0]) std::printf("  %6.2f%%  %s (%d)\n", 100.0 * c.probability, c.label.c_str(), c.index);
+      for (const auto& c : (*top)[0])
+        std::printf("  %6.2f%%  %s (%d)\n", 100.0 * c.probability, c.label.c_str(), c.index);
     }
   }
   if (a.json) std::printf("%s\n", dump_json(out).c_str());

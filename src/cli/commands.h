@@ -14,6 +14,8 @@ void register_search(CLI::App& app, int& exit_code);
 void register_classify(CLI::App& app, int& exit_code);
 void register_info(CLI::App& app, int& exit_code);
 void register_models(CLI::App& app, int& exit_code);
+void register_serve(CLI::App& app, int& exit_code);
+void register_map(CLI::App& app, int& exit_code);
 
 // Prints "imgsearch: error: MESSAGE" on stderr.
 void print_error(const std::string& message);

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   imgsearch::cli::register_info(app, exit_code);
   imgsearch::cli::register_models(app, exit_code);
   imgsearch::cli::register_eval(app, exit_code);
+  imgsearch::cli::register_serve(app, exit_code);
+  imgsearch::cli::register_map(app, exit_code);
   // CLI11 would call an unknown command "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
