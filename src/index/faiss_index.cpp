@@ -77,6 +77,21 @@ const faiss::Index* core_of(const faiss::Index* ix) {
   return ix;
 }
 
+// PCAMatrix keeps the full d_in x d_in eigenvector matrix it trained with (6.5 MB for
+// 1280 dims, saved with the index) although projecting needs only the d_out x d_in rows
+// already copied into A: drop it, so compressed indexes cost what their codes cost.
+void drop_training_only_state(faiss::Index* ix) {
+  if (auto* m = dynamic_cast<faiss::IndexIDMap2*>(ix)) ix = m->index;
+  while (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(ix)) {
+    for (auto* vt : pt->chain)
+      if (auto* pca = dynamic_cast<faiss::PCAMatrix*>(vt)) {
+        pca->PCAMat.clear();
+        pca->PCAMat.shrink_to_fit();
+      }
+    ix = pt->index;
+  }
+}
+
 const faiss::IndexHNSW* hnsw_of(const faiss::Index* ix) { return dynamic_cast<const faiss::IndexHNSW*>(ix); }
 
 // The factory turns on polysemous training for PQ codes: a simulated annealing that
@@ -262,6 +277,7 @@ class FaissIndex final : public VectorIndex {
   Status train(int64_t n, const float* x) override {
     try {
       root_->train(n, x);
+      drop_training_only_state(root_.get());
       return {};
     } catch (const faiss::FaissException& e) {
       return make_error(std::string("index training failed: ") + e.what());
