@@ -57,6 +57,7 @@ Settings settings(const std::string& spec = "Flat", index::Metric metric = index
   s.representation.model = "efficientnet-lite0";
   s.representation.layer = "features.7";
   s.representation.pooling = embed::Pooling::Avg;
+  s.preprocessing = "size=224 resize_short_side=256 layout=NCHW color=RGB mean=127,127,127 std=128,128,128";
   s.metric = metric;
   s.index_spec = spec;
   s.dim = kDim;
@@ -269,6 +270,11 @@ TEST(Database, DifferentSettingsAreRefusedNamingBoth) {
     Settings s = settings();
     s.representation.pooling = embed::Pooling::Max;
     cases.push_back({s, "avg", "max"});
+  }
+  {
+    Settings s = settings();
+    s.preprocessing = "size=240 resize_short_side=274 layout=NCHW color=RGB mean=127,127,127 std=128,128,128";
+    cases.push_back({s, "size=224 resize_short_side=256", "size=240 resize_short_side=274"});
   }
   for (const auto& c : cases) {
     auto db = Database::open_for_writing(tmp.path(), c.s);

@@ -44,6 +44,7 @@ int run_index(const IndexArgs& a) {
   if (!embedder) return print_error(embedder.error()), 1;
   database::Settings settings = *requested;
   settings.representation = (*embedder)->representation();  // default layer filled in
+  settings.preprocessing = embed::preprocessing_signature((*embedder)->model());
   settings.index_spec = a.index_spec;
   if (!a.memory_budget.empty()) {
     auto bytes = index::parse_byte_size(a.memory_budget);

@@ -51,6 +51,7 @@ Status Database::load_settings() {
   if (!p || !m) return make_error("database " + dir_.string() + " has unknown settings");
   settings_.representation.pooling = *p;
   settings_.representation.normalize = c.get_meta("normalize").value_or("1") == "1";
+  settings_.preprocessing = c.get_meta("preprocessing").value_or("");
   settings_.metric = *m;
   settings_.index_spec = *spec;
   settings_.dim = std::stoi(*dim);
@@ -91,6 +92,7 @@ Result<std::unique_ptr<Database>> Database::open_for_writing(const fs::path& dir
                         {"layer", r.layer},
                         {"pooling", embed::pooling_name(r.pooling)},
                         {"normalize", r.normalize ? "1" : "0"},
+                        {"preprocessing", requested.preprocessing},
                         {"metric", index::metric_name(requested.metric)},
                         {"index_spec", requested.index_spec.empty() ? "auto" : requested.index_spec},
                         {"dim", std::to_string(requested.dim)}})
@@ -108,7 +110,11 @@ Result<std::unique_ptr<Database>> Database::open_for_writing(const fs::path& dir
                       "; it cannot mix them with " + want.representation.model + "/" + want.representation.layer + "/" +
                       embed::pooling_name(want.representation.pooling) + "/" + index::metric_name(want.metric) +
                       "/dim " + std::to_string(want.dim) + " (use another --db)");
-  // How the vectors are searched may change at any time: save_index() rebuilds to match.
+  if (!want.preprocessing.empty() && !have.preprocessing.empty() && want.preprocessing != have.preprocessing)
+    return make_error("database " + dir.string() + " holds vectors of model " + have.representation.model +
+                      " made with preprocessing " + have.preprocessing + "; the installed model now preprocesses as " +
+                      want.preprocessing + ", and vectors of the two cannot be mixed (use another --db, or " +
+                      "re-add the model with its old settings)");  // How the vectors are searched may change at any time: save_index() rebuilds to match.
   if (!fresh && !want.index_spec.empty() && want.index_spec != have.index_spec)
     if (auto s = c.set_meta("index_spec", want.index_spec); !s) return make_error(s.error());
   if (want.memory_budget != 0 && want.memory_budget != have.memory_budget)

@@ -6,7 +6,7 @@
 //                           it reflects, its payload how it was built (BuildInfo).
 //   DB_DIR/lock             held (flock) by the one process allowed to write
 //
-// Settings fix what the vectors mean (model, layer, pooling, metric) and are written
+// Settings fix what the vectors mean (model, layer, pooling, metric, preprocessing) and are written
 // once, when the database is created; opening with different settings is refused. The
 // index kind and memory budget only decide how the vectors are searched: a writer may
 // change them, and the index is rebuilt to match.
@@ -39,6 +39,10 @@ namespace imgsearch::database {
 
 struct Settings {
   embed::Representation representation;
+  // embed::preprocessing_signature() of the model (input size, crop, mean, std, layout):
+  // a model re-added under the same name with other preprocessing makes other vectors.
+  // Empty = not checked (callers that feed vectors they made themselves).
+  std::string preprocessing;
   index::Metric metric = index::Metric::Cosine;
   // "auto" or a FAISS factory string. Empty when opening for writing: keep the stored
   // one ("auto" for a new database).
