@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "embed/pooling.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -32,25 +33,7 @@ constexpr int kDim = 8;
 // against each other made FAISS's k-means 30x slower than one thread. One thread each.
 const bool kOneThread = (index::set_threads(1), true);
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("imgsearch_database_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using test_util::TempDir;
 
 Settings settings(const std::string& spec = "Flat", index::Metric metric = index::Metric::Cosine) {
   Settings s;

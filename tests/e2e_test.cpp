@@ -16,6 +16,7 @@
 #include "eval/folder_eval.h"
 #include "eval/retrieval.h"
 #include "ingest/ingest.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -25,42 +26,9 @@ namespace {
 const fs::path kShared = IMGSEARCH_SHARED_DIR;
 const fs::path kBinary = fs::path(IMGSEARCH_BINARY_DIR) / "imgsearch";
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs the binary with shell-quoted arguments; captures stdout, stderr and the exit code.
-CliRun run_cli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path base =
-      fs::temp_directory_path() / ("imgsearch_e2e_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  // Single-quote every argument for sh; a quote inside becomes '\''.
-  auto quote = [](const std::string& a) {
-    std::string q(1, '\'');
-    for (char c : a) q.append(c == '\'' ? "'\\''" : std::string(1, c));
-    q.push_back('\'');
-    return q;
-  };
-  std::string cmd = quote(kBinary.string());
-  for (const auto& a : args) cmd.append(" ").append(quote(a));
-  cmd += " >'" + base.string() + ".out' 2>'" + base.string() + ".err' </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(base.string() + ".out");
-  r.err = slurp(base.string() + ".err");
-  fs::remove(base.string() + ".out");
-  fs::remove(base.string() + ".err");
-  return r;
-}
+using test_util::CliRun;
+using test_util::slurp;
+CliRun run_cli(const std::vector<std::string>& args) { return test_util::run_binary(kBinary, args); }
 
 }  // namespace
 

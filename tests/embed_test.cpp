@@ -19,6 +19,7 @@
 #include "embed/onnx_proto.h"
 #include "embed/pooling.h"
 #include "embed/preprocess.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -231,40 +232,9 @@ namespace {
 using embed::onnx::Writer;
 const fs::path kBinary = fs::path(IMGSEARCH_BINARY_DIR) / "imgsearch";
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-CliRun run_cli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path base =
-      fs::temp_directory_path() / ("imgsearch_embed_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  auto quote = [](const std::string& a) {
-    std::string q(1, '\'');
-    for (char c : a) q.append(c == '\'' ? "'\\''" : std::string(1, c));
-    q.push_back('\'');
-    return q;
-  };
-  std::string cmd = quote(kBinary.string());
-  for (const auto& a : args) cmd.append(" ").append(quote(a));
-  cmd += " >'" + base.string() + ".out' 2>'" + base.string() + ".err' </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(base.string() + ".out");
-  r.err = slurp(base.string() + ".err");
-  fs::remove(base.string() + ".out");
-  fs::remove(base.string() + ".err");
-  return r;
-}
+using test_util::CliRun;
+using test_util::slurp;
+CliRun run_cli(const std::vector<std::string>& args) { return test_util::run_binary(kBinary, args); }
 
 // onnx.proto field numbers used below.
 std::string tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& values) {

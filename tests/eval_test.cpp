@@ -17,6 +17,7 @@
 #include "eval/plot.h"
 #include "eval/probe.h"
 #include "eval/retrieval.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -29,40 +30,9 @@ const fs::path kBinary = fs::path(IMGSEARCH_BINARY_DIR) / "imgsearch";
 // sweep the caltech20 tests read; run alone, a test extracts what it lacks itself.
 const fs::path kCaltechCache = fs::path(IMGSEARCH_TEST_DATA) / "eval-cache";
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-CliRun run_cli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path base =
-      fs::temp_directory_path() / ("imgsearch_eval_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  auto quote = [](const std::string& a) {
-    std::string q(1, '\'');
-    for (char c : a) q.append(c == '\'' ? "'\\''" : std::string(1, c));
-    q.push_back('\'');
-    return q;
-  };
-  std::string cmd = quote(kBinary.string());
-  for (const auto& a : args) cmd.append(" ").append(quote(a));
-  cmd += " >'" + base.string() + ".out' 2>'" + base.string() + ".err' </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(base.string() + ".out");
-  r.err = slurp(base.string() + ".err");
-  fs::remove(base.string() + ".out");
-  fs::remove(base.string() + ".err");
-  return r;
-}
+using test_util::CliRun;
+using test_util::slurp;
+CliRun run_cli(const std::vector<std::string>& args) { return test_util::run_binary(kBinary, args); }
 
 // Deterministic pseudo-random numbers (no <random>: its distributions differ by library).
 struct Lcg {
@@ -77,20 +47,7 @@ struct Lcg {
   }
 };
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("imgsearch_evaltest_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test_util::TempDir;
 
 // DIR/<class>/<image>: `per_class` photos of each of `classes`, copied from caltech20.
 fs::path small_labelled_folder(const fs::path& root, const std::vector<std::string>& classes, int per_class) {

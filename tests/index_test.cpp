@@ -21,6 +21,7 @@
 #include "index/exact.h"
 #include "index/policy.h"
 #include "index/vector_index.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -28,26 +29,7 @@ using namespace imgsearch::index;
 
 namespace {
 
-// A fresh directory per test, removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("imgsearch_index_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using test_util::TempDir;
 
 // Components uniform in [-1, 1] / sqrt(dim): norms stay near 1 at every dim, so float
 // rounding in FAISS (about dim * 1e-7 relative to the terms) stays far below 1e-5.

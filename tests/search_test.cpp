@@ -18,6 +18,7 @@
 #include "decode/decode.h"
 #include "index/policy.h"
 #include "ingest/ingest.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace imgsearch;
@@ -30,24 +31,7 @@ const fs::path kPhotos = fs::path(IMGSEARCH_SHARED_DIR) / "photos" / "caltech20"
 // other slow FAISS training by an order of magnitude. One thread each.
 const bool kOneThread = (index::set_threads(1), true);
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("imgsearch_search_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test_util::TempDir;
 
 std::vector<uint8_t> bytes_of(const fs::path& p) {
   auto b = read_file_bytes(p);
