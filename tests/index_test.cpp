@@ -1039,6 +1039,17 @@ TEST(IndexPolicy, AutoFollowsSizeAndBudget) {
   EXPECT_FALSE(is_auto("Flat"));
 }
 
+TEST(IndexPolicy, EstimatesBytesPerVectorFromTheFactoryString) {
+  EXPECT_EQ(estimated_bytes_per_vector("PCA256,IVF4096,PQ32", 1280), 40);
+  EXPECT_EQ(estimated_bytes_per_vector("OPQ32_128,IVF4096,PQ32", 1280), 40);
+  EXPECT_EQ(estimated_bytes_per_vector("IVF1024,Flat", 100), 408);
+  EXPECT_EQ(estimated_bytes_per_vector("IVF1024,SQ8", 100), 108);
+  EXPECT_GT(estimated_bytes_per_vector("HNSW32", 100), 400);
+  EXPECT_GT(estimated_bytes_per_vector("Flat", 100), 400);
+  for (const char* unknown : {"HNSW", "HNSW32x", "IVF,PQ8", "IVF64,PQ", "IVF64,PQ8x", "LSH", ""})
+    EXPECT_EQ(estimated_bytes_per_vector(unknown, 100), -1) << unknown;
+}
+
 TEST(IndexPolicy, ParsesByteSizes) {
   EXPECT_EQ(parse_byte_size("4GB").value(), uint64_t(4) << 30);
   EXPECT_EQ(parse_byte_size("4G").value(), uint64_t(4) << 30);
@@ -1051,6 +1062,8 @@ TEST(IndexPolicy, ParsesByteSizes) {
     auto r = parse_byte_size(bad);
     EXPECT_FALSE(r.ok()) << bad;
   }
+  EXPECT_FALSE(parse_byte_size("4iB").ok());
+  EXPECT_FALSE(parse_byte_size("4GB extra").ok());
   EXPECT_EQ(format_bytes(1536), "1.50 KiB");
   EXPECT_EQ(format_bytes(512), "512 B");
 }

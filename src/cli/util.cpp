@@ -36,7 +36,10 @@ namespace imgsearch::cli {
 void add_representation_options(CLI::App* cmd, RepresentationArgs& a) {
   cmd->add_option("--model", a.model, "Model name (see `imgsearch models`)")->capture_default_str();
   cmd->add_option("--layer", a.layer, "Layer whose output is the representation (default: the model's last block)");
-  cmd->add_option("--pool", a.pool, "Pooling of the layer's feature map: avg, max, gem, none")->capture_default_str();
+  cmd->add_option("--pool", a.pool,
+                  "Pooling of the layer's feature map: avg, max, gem, none (none = the whole flattened map: C*H*W*4 "
+                  "bytes per image, e.g. 245 KiB for efficientnet-lite0 head vs 5 KiB pooled)")
+      ->capture_default_str();
   cmd->add_option("--metric", a.metric, "Similarity: cosine, l2, ip")->capture_default_str();
 }
 

@@ -114,7 +114,8 @@ Result<std::unique_ptr<Database>> Database::open_for_writing(const fs::path& dir
     return make_error("database " + dir.string() + " holds vectors of model " + have.representation.model +
                       " made with preprocessing " + have.preprocessing + "; the installed model now preprocesses as " +
                       want.preprocessing + ", and vectors of the two cannot be mixed (use another --db, or " +
-                      "re-add the model with its old settings)");  // How the vectors are searched may change at any time: save_index() rebuilds to match.
+                      "re-add the model with its old settings)");
+  // How the vectors are searched may change at any time: save_index() rebuilds to match.
   if (!fresh && !want.index_spec.empty() && want.index_spec != have.index_spec)
     if (auto s = c.set_meta("index_spec", want.index_spec); !s) return make_error(s.error());
   if (want.memory_budget != 0 && want.memory_budget != have.memory_budget)

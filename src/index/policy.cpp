@@ -1,9 +1,10 @@
 #include "index/policy.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <regex>
+#include <string_view>
 
 namespace imgsearch::index {
 namespace {
@@ -18,6 +19,24 @@ int64_t hnsw_bytes(int dim, int m) {
   // Level 0 has 2*M links of 4 bytes; upper levels add ~1/M of that; offsets (8) and
   // levels (4) per vector; the full vector; the id map.
   return 4 * int64_t(dim) + 8 * int64_t(m) + 8 + 12 + kIdMapBytes;
+}
+
+// The digits at the start of `s` (-1 if none); `rest` gets what follows them.
+int64_t leading_number(std::string_view s, std::string_view* rest) {
+  size_t i = 0;
+  int64_t v = 0;
+  while (i < s.size() && i < 12 && std::isdigit(static_cast<unsigned char>(s[i]))) v = v * 10 + (s[i++] - '0');
+  if (rest) *rest = s.substr(i);
+  return i == 0 ? -1 : v;
+}
+
+// "IVF<n>,<tail>" at the end of the spec (after an optional "PCA..," prefix).
+bool ends_with_ivf(std::string_view spec, std::string_view tail) {
+  const size_t at = spec.rfind("IVF");
+  if (at == std::string_view::npos) return false;
+  std::string_view rest;
+  if (leading_number(spec.substr(at + 3), &rest) < 0 || rest.empty() || rest[0] != ',') return false;
+  return rest.substr(1) == tail;
 }
 
 int64_t nlist_for(int64_t n) {
@@ -48,12 +67,20 @@ std::string str_bytes(double b) {
 bool is_auto(const std::string& spec) { return spec == "auto"; }
 
 int64_t estimated_bytes_per_vector(const std::string& spec, int dim) {
-  std::smatch m;
-  if (spec == "Flat") return 4 * int64_t(dim) + kIdMapBytes;
-  if (std::regex_match(spec, m, std::regex("HNSW(\\d+)"))) return hnsw_bytes(dim, std::stoi(m[1]));
-  if (std::regex_search(spec, m, std::regex("IVF\\d+,PQ(\\d+)$"))) return std::stoll(m[1]) + 8;
-  if (std::regex_search(spec, m, std::regex("IVF\\d+,Flat$"))) return 4 * int64_t(dim) + 8;
-  if (std::regex_search(spec, m, std::regex("IVF\\d+,SQ8$"))) return int64_t(dim) + 8;
+  const std::string_view s(spec);
+  std::string_view rest;
+  if (s == "Flat") return 4 * int64_t(dim) + kIdMapBytes;
+  if (s.substr(0, 4) == "HNSW") {
+    const int64_t m = leading_number(s.substr(4), &rest);
+    if (m > 0 && rest.empty()) return hnsw_bytes(dim, int(m));
+  }
+  if (ends_with_ivf(s, "Flat")) return 4 * int64_t(dim) + 8;
+  if (ends_with_ivf(s, "SQ8")) return int64_t(dim) + 8;
+  const size_t ivf = s.rfind("IVF");  // IVF<n>,PQ<m> at the end
+  if (ivf != std::string_view::npos && leading_number(s.substr(ivf + 3), &rest) >= 0 && rest.substr(0, 3) == ",PQ") {
+    const int64_t m = leading_number(rest.substr(3), &rest);
+    if (m > 0 && rest.empty()) return m + 8;
+  }
   return -1;
 }
 
@@ -101,29 +128,56 @@ Plan resolve_auto(int64_t n, int dim, uint64_t budget) {
 }
 
 Result<uint64_t> parse_byte_size(const std::string& text) {
-  std::smatch m;
-  static const std::regex re("\\s*([0-9]+(?:\\.[0-9]*)?)\\s*([kKmMgGtT]?)(i?)([bB]?)\\s*");
-  if (!std::regex_match(text, m, re))
+  // [spaces] number[.fraction] [spaces] [k|m|g|t][i][b] [spaces], case-insensitive.
+  const auto invalid = [&] {
     return make_error("invalid size '" + text + "' (examples: 4GB, 512MB, 1.5G, 100000000)");
-  const double v = std::stod(m[1]);
-  double mult = 1;
-  switch (std::tolower(static_cast<unsigned char>(m[2].str().empty() ? 'b' : m[2].str()[0]))) {
-    case 'k':
-      mult = 1024.0;
-      break;
-    case 'm':
-      mult = 1024.0 * 1024;
-      break;
-    case 'g':
-      mult = 1024.0 * 1024 * 1024;
-      break;
-    case 't':
-      mult = 1024.0 * 1024 * 1024 * 1024;
-      break;
-    default:
-      break;
+  };
+  std::string_view s(text);
+  const auto skip_spaces = [&] {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  };
+  skip_spaces();
+  size_t digits = 0;
+  while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+  if (digits == 0) return invalid();
+  size_t end = digits;
+  if (end < s.size() && s[end] == '.') {
+    ++end;
+    while (end < s.size() && std::isdigit(static_cast<unsigned char>(s[end]))) ++end;
   }
-  if (!m[3].str().empty() && m[2].str().empty()) return make_error("invalid size '" + text + "'");
+  const double v = std::stod(std::string(s.substr(0, end)));
+  s.remove_prefix(end);
+  skip_spaces();
+  double mult = 1;
+  bool has_unit = false;
+  if (!s.empty()) {
+    has_unit = true;
+    switch (std::tolower(static_cast<unsigned char>(s.front()))) {
+      case 'k':
+        mult = 1024.0;
+        break;
+      case 'm':
+        mult = 1024.0 * 1024;
+        break;
+      case 'g':
+        mult = 1024.0 * 1024 * 1024;
+        break;
+      case 't':
+        mult = 1024.0 * 1024 * 1024 * 1024;
+        break;
+      default:
+        has_unit = false;
+        break;
+    }
+    if (has_unit) s.remove_prefix(1);
+  }
+  if (!s.empty() && s.front() == 'i') {
+    if (!has_unit) return invalid();
+    s.remove_prefix(1);
+  }
+  if (!s.empty() && (s.front() == 'b' || s.front() == 'B')) s.remove_prefix(1);
+  skip_spaces();
+  if (!s.empty()) return invalid();
   const double bytes = v * mult;
   if (bytes < 1 || bytes > 1.8e19) return make_error("invalid size '" + text + "': out of range");
   return uint64_t(bytes);
