@@ -193,12 +193,7 @@ Knn rerank(const float* x, int64_t n, int dim, int k, bool cosine, const std::ve
 
 Result<Knn> clustered_knn(const float* x, int64_t n, int dim, int k, bool cosine, const UmapOptions& o, int threads) {
   int wd = 0;
-  auto T0 = std::chrono::steady_clock::now();
-  auto TT = [&](const char* w) {
-    fprintf(stderr, "  %s %.2f\n", w, std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count());
-  };
   auto z = project_for_search(x, n, dim, o, threads, &wd);
-  TT("pca");
   if (!z) return make_error(z.error());
   // About sqrt(n) cells of about sqrt(n) points; each is searched against its knn_probe
   // nearest cells. L2 in the projection ranks like cosine for unit rows.
@@ -224,7 +219,6 @@ Result<Knn> clustered_knn(const float* x, int64_t n, int dim, int k, bool cosine
   } catch (const std::exception& e) {
     return make_error(std::string("k-means for the neighbour search failed: ") + e.what());
   }
-  TT("kmeans");
   std::vector<std::vector<int64_t>> members(static_cast<size_t>(cells));
   for (int64_t i = 0; i < n; ++i) members[size_t(std::max<int64_t>(0, cell_of[size_t(i)]))].push_back(i);
   std::vector<float> sq(static_cast<size_t>(n));
@@ -274,11 +268,8 @@ Result<Knn> clustered_knn(const float* x, int64_t n, int dim, int k, bool cosine
       }
     });
   }
-  TT("search");
   z = Error{};  // free the projection before re-ranking
-  auto R = rerank(x, n, dim, k, cosine, ids, kc, threads);
-  TT("rerank");
-  return R;
+  return rerank(x, n, dim, k, cosine, ids, kc, threads);
 }
 
 Result<Knn> hnsw_knn(const float* x, int64_t n, int dim, int k, bool cosine, const UmapOptions& o, int threads) {
