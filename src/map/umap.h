@@ -30,9 +30,9 @@ struct UmapOptions {
   // not a distance). L2: Euclidean distance.
   index::Metric metric = index::Metric::Cosine;
   uint64_t seed = 42;
-  int threads = 0;  // 0 = all cores; also FAISS's OpenMP threads for the kNN
+  int threads = 0;                 // 0 = all cores; also FAISS's OpenMP threads for the kNN
   int64_t exact_knn_below = 4096;  // as umap-learn, which switches to NN-descent at 4096
-  Init init = Init::Spectral;  // Spectral falls back to random where the graph is too small
+  Init init = Init::Spectral;      // Spectral falls back to random where the graph is too small
   float learning_rate = 1.0f;
   float repulsion_strength = 1.0f;  // umap-learn's gamma
   int negative_sample_rate = 5;
