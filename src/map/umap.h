@@ -5,7 +5,7 @@
 //   returns n x 2 float32 coordinates, row-major (point i at [2i, 2i+1]), normalised to
 //   [0, 1] on both axes. Deterministic for a given seed and thread count.
 //   The steps follow McInnes et al. (UMAP): a k-nearest-neighbour graph (exact for small
-//   n, FAISS HNSW above UmapOptions::exact_knn_below), the fuzzy simplicial set
+//   n, approximate above UmapOptions::exact_knn_below), the fuzzy simplicial set
 //   (per-point sigma/rho by binary search, symmetrised with fuzzy union), a spectral or
 //   random initialisation, then SGD with negative sampling on the attractive/repulsive
 //   cross-entropy terms (a, b fitted from min_dist and spread).
