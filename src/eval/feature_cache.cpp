@@ -5,7 +5,11 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "catalog/sqlite_stmt.h"
+
 namespace imgsearch::eval {
+
+using catalog::Stmt;
 namespace {
 
 constexpr const char* kSchema = R"sql(
@@ -26,44 +30,6 @@ CREATE TABLE IF NOT EXISTS vectors(
 
 // Bumped when the layout of this file changes; an older file is emptied.
 constexpr const char* kFormat = "eval-cache-1";
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return s_ != nullptr; }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Stmt& bind_text(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind_blob(int i, const void* p, size_t n) {
-    sqlite3_bind_blob64(s_, i, p, n, SQLITE_STATIC);  // the caller keeps p alive until step()
-    return *this;
-  }
-  int step() { return sqlite3_step(s_); }
-  void reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
-  std::string text(int c) {
-    const void* p = sqlite3_column_blob(s_, c);
-    return p ? std::string(static_cast<const char*>(p), size_t(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-  std::span<const uint8_t> blob(int c) {
-    const void* p = sqlite3_column_blob(s_, c);
-    return {static_cast<const uint8_t*>(p), p ? size_t(sqlite3_column_bytes(s_, c)) : 0};
-  }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-};
 
 }  // namespace
 
@@ -95,7 +61,7 @@ Result<std::unique_ptr<FeatureCache>> FeatureCache::open(const std::filesystem::
   if (auto s = c->exec(kSchema); !s) return make_error(s.error());
   const std::string want = std::string(kFormat) + " " + fingerprint;
   Stmt get(c->db_, "SELECT value FROM meta WHERE key = 'model'");
-  const bool same = get.ok() && get.step() == SQLITE_ROW && get.text(0) == want;
+  const bool same = get.ok() && get.step() == SQLITE_ROW && get.bytes(0) == want;
   if (!same) {
     if (auto s = c->exec("BEGIN IMMEDIATE; DELETE FROM vectors; DELETE FROM images;"); !s) return make_error(s.error());
     Stmt put(c->db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('model', ?)");
@@ -115,7 +81,7 @@ Result<std::vector<CachedImage>> FeatureCache::sync(const std::vector<FileState>
   std::unordered_map<std::string, Row> rows;
   {
     Stmt all(db_, "SELECT id, key, size, mtime_ns, error FROM images");
-    while (all.step() == SQLITE_ROW) rows[all.text(1)] = {all.i64(0), all.i64(2), all.i64(3), all.text(4)};
+    while (all.step() == SQLITE_ROW) rows[all.bytes(1)] = {all.i64(0), all.i64(2), all.i64(3), all.bytes(4)};
   }
   Stmt ins(db_, "INSERT INTO images(key, size, mtime_ns) VALUES(?, ?, ?)");
   Stmt upd(db_, "UPDATE images SET size = ?, mtime_ns = ?, error = '' WHERE id = ?");
@@ -151,7 +117,7 @@ Result<std::vector<CachedImage>> FeatureCache::sync(const std::vector<FileState>
   Stmt have(db_, "SELECT layer, pooling, image_id FROM vectors");
   while (have.step() == SQLITE_ROW)
     if (auto it = index_of.find(have.i64(2)); it != index_of.end())
-      out[it->second].have.insert({have.text(0), have.text(1)});
+      out[it->second].have.insert({have.bytes(0), have.bytes(1)});
   if (auto s = exec("COMMIT"); !s) return make_error(s.error());
   return out;
 }
