@@ -184,6 +184,7 @@ InferFigure raw_inference(const embed::ModelSpec& spec, const std::vector<float>
                           double seconds) {
   embed::EngineOptions eo;
   eo.threads = threads;
+  eo.spin_wait = true;  // the engine alone, at its fastest (ingest turns spinning off: decoders share the cores)
   auto engine = embed::make_engine(spec, eo);
   if (!engine) die(engine.error());
   const std::vector<std::string> out{spec.default_layer};

@@ -92,6 +92,7 @@ Result<std::unique_ptr<InferenceEngine>> make_engine(const ModelSpec& spec, cons
     const int threads = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     so.SetIntraOpNumThreads(threads);
     so.SetInterOpNumThreads(1);
+    so.AddConfigEntry("session.intra_op.allow_spinning", options.spin_wait ? "1" : "0");
     so.SetExecutionMode(ORT_SEQUENTIAL);
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     Ort::Session session(ort_env(), spec.onnx_path.c_str(), so);
