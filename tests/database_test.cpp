@@ -354,6 +354,28 @@ TEST(Database, ReaderUsesACurrentIndexFileAsIs) {
   expect_index_matches_catalog(*r2, "stale marker");
 }
 
+// Two databases with the same history (same number of commits, ids given in another
+// order): the index file of one copied into the other must not pass for current. This
+// is what happened when a test process replaced a database another one was serving.
+TEST(Database, IndexFileOfAnotherDatabaseIsNotUsed) {
+  TempDir tmp;
+  std::mt19937 rng(11);
+  auto adds = images(rng, "/p/", 12);
+  auto reversed = adds;
+  std::reverse(reversed.begin(), reversed.end());
+  for (const auto& [dir, batch] : {std::pair{tmp / "a", adds}, std::pair{tmp / "b", reversed}}) {
+    auto db = writer(dir);
+    ASSERT_TRUE(db);
+    commit(*db, batch);
+    ASSERT_TRUE(db->save_index().ok());
+  }
+  EXPECT_NE(reader(tmp / "a")->catalog().change_seq(), reader(tmp / "b")->catalog().change_seq());
+  fs::copy_file(tmp / "b" / "vectors.index", tmp / "a" / "vectors.index", fs::copy_options::overwrite_existing);
+  auto r = reader(tmp / "a");
+  ASSERT_TRUE(r);
+  expect_index_matches_catalog(*r, "index file copied from another database");
+}
+
 TEST(Database, StaleIndexIsRebuiltToMatchCatalog) {
   TempDir tmp;
   std::mt19937 rng(5);

@@ -3,8 +3,10 @@
 // Every bad request must get a clean 4xx JSON error and leave the server up.
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -41,34 +43,35 @@ std::string slurp(const fs::path& p) {
 class ServerApi : public ::testing::Test {
  protected:
   // The tiny database is built once and shared by every test process (ctest runs each
-  // test in its own): photos copied to build/test-data/server_test/photos, the database
-  // indexed into a private folder and renamed into place, so concurrent runs never see
-  // half of one.
+  // test in its own). Building or reusing it happens under an exclusive file lock: a
+  // process never replaces a database that another one is already serving.
   static fs::path shared_database() {
     const fs::path base = fs::path(IMGSEARCH_TEST_DATA) / "server_test";
     const fs::path photos = base / "photos", db = base / "db.imgsearch";
+    fs::create_directories(base);
+    const int lock = ::open((base / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || ::flock(lock, LOCK_EX) != 0) return ADD_FAILURE() << "cannot lock " << base, fs::path();
+    struct Unlock {
+      int fd;
+      ~Unlock() { ::close(fd); }  // closing releases the lock
+    } unlock{lock};
     if (auto r = database::Database::open_for_reading(db); r && (*r)->catalog().count() == 6) return db;
     for (const auto& [cls, files] : std::vector<std::pair<std::string, std::vector<std::string>>>{
              {"llama", {"image_0001.jpg", "image_0002.jpg"}},
              {"sunflower", {"image_0001.jpg", "image_0002.jpg"}},
              {"car_side", {"image_0001.jpg", "image_0002.jpg"}}}) {
       fs::create_directories(photos / cls);
-      for (const auto& f : files) {
-        const fs::path tmp = photos / cls / (f + ".tmp" + std::to_string(::getpid()));
-        if (fs::exists(photos / cls / f)) continue;
-        fs::copy_file(kCaltech / cls / f, tmp, fs::copy_options::overwrite_existing);
-        fs::rename(tmp, photos / cls / f);
-      }
+      for (const auto& f : files)
+        if (!fs::exists(photos / cls / f)) fs::copy_file(kCaltech / cls / f, photos / cls / f);
     }
-    const fs::path tmp_db = base / ("db.tmp" + std::to_string(::getpid()));
-    fs::remove_all(tmp_db);
+    fs::remove_all(db);  // an unusable one from an older build; nobody serves it (we hold the lock)
     {
       database::Settings s;
       auto emb = embed::Embedder::open(s.representation);
       if (!emb) return ADD_FAILURE() << emb.error(), fs::path();
       s.representation = (*emb)->representation();
       s.dim = int((*emb)->dim());
-      auto d = database::Database::open_for_writing(tmp_db, s);
+      auto d = database::Database::open_for_writing(db, s);
       if (!d) return ADD_FAILURE() << d.error(), fs::path();
       ingest::Options o;
       o.threads = 2;
@@ -77,10 +80,6 @@ class ServerApi : public ::testing::Test {
       if (!sum || sum->indexed != 6) return ADD_FAILURE() << (sum ? "indexed too few" : sum.error()), fs::path();
       if (auto st = (*d)->save_index(); !st) return ADD_FAILURE() << st.error(), fs::path();
     }
-    std::error_code ec;
-    fs::remove_all(db, ec);  // an unusable one from an older build
-    fs::rename(tmp_db, db, ec);
-    if (ec) fs::remove_all(tmp_db);  // another process put its copy in place first
     return db;
   }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <random>
 
 #include "catalog/sqlite_stmt.h"
 
@@ -12,6 +13,13 @@ namespace imgsearch::catalog {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+
+// Where a new catalog's change_seq starts: random in [2^32, 2^48), see the data contract.
+int64_t initial_change_seq() {
+  std::random_device rd;
+  const uint64_t r = (uint64_t(rd()) << 32) | rd();
+  return int64_t((uint64_t(1) << 32) + r % ((uint64_t(1) << 48) - (uint64_t(1) << 32)));
+}
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,7 +100,7 @@ Result<std::unique_ptr<Catalog>> Catalog::open(const std::filesystem::path& db_d
     auto v = c->get_meta("schema_version");
     if (!v) {
       if (auto s = c->set_meta("schema_version", std::to_string(kSchemaVersion)); !s) return make_error(s.error());
-      if (auto s = c->set_meta("change_seq", "0"); !s) return make_error(s.error());
+      if (auto s = c->set_meta("change_seq", std::to_string(initial_change_seq())); !s) return make_error(s.error());
     }
   }
   {

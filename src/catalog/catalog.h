@@ -11,7 +11,9 @@
 //     raw bytes (file names need not be UTF-8).
 //   - Vectors are float32, `dim` of them per image, little-endian as in memory.
 //   - change_seq increases with every committed change; an index file records the
-//     change_seq it reflects, so a reader can tell whether it is current.
+//     change_seq it reflects, so a reader can tell whether it is current. A new catalog
+//     starts it at a random value (below 2^48, exact as a JSON number), so an index file
+//     of another catalog (one replaced, or copied in) never passes for a current one.
 //   - WAL mode: readers (search, serve) see the last committed state while `index` writes.
 //   Not thread-safe: one Catalog per thread.
 #pragma once
