@@ -99,7 +99,12 @@ Tuning tune_defaults(VectorIndex& index, int64_t nq, const float* queries, const
   if (current.nprobe > 0) {
     const auto st = index.stats();
     const int nlist = std::stoi(st.params.at("nlist"));
-    for (int p = 1; p < nlist; p *= 2) ladder.push_back({p, 0});
+    // Steps of at most 1.5x, not 2x: the scan costs in proportion to nprobe, so a 2x ladder
+    // can cost up to twice the time the target needs.
+    for (int p = 1; p < nlist; p *= 2) {  // 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
+      ladder.push_back({p, 0});
+      if (p >= 2 && p * 3 / 2 < nlist) ladder.push_back({p * 3 / 2, 0});
+    }
     ladder.push_back({nlist, 0});
   } else if (current.ef_search > 0) {
     for (int ef : {16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024}) ladder.push_back({0, std::max(ef, k)});
