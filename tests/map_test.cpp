@@ -256,6 +256,39 @@ TEST(MapLayout, InitsAndHnswPath) {
   }
 }
 
+// The clustered kNN (the default from 4096 points on) against its exact twin, on data
+// like embeddings: a 12-dimensional mixture seen through a random 256 x 12 map plus a
+// little noise, so the 32-component projection fitted on 4096 of the 6000 rows holds the
+// neighbours' structure.
+TEST(MapLayout, ClusteredKnnAgreesWithExact) {
+  const int n = 6000, dim = 256, latent = 12, k = 15;
+  const auto z = make_blobs(n, latent, 8, 0.7f, 9);
+  std::mt19937 rng(10);
+  std::normal_distribution<float> g;
+  std::vector<float> map_m(size_t(dim) * latent), x(size_t(n) * dim);
+  for (auto& v : map_m) v = g(rng);
+  for (int i = 0; i < n; ++i)
+    for (int d = 0; d < dim; ++d) {
+      float v = 0.02f * g(rng);
+      for (int l = 0; l < latent; ++l) v += map_m[size_t(d) * latent + size_t(l)] * z.x[size_t(i) * latent + size_t(l)];
+      x[size_t(i) * dim + size_t(d)] = v;
+    }
+  UmapOptions o;
+  o.threads = 2;
+  o.knn_pca_dim = 32;
+  ASSERT_LT(o.knn_pca_rows, n);  // the fit sees a subsample
+  auto exact = map::detail::exact_knn(x.data(), n, dim, k, false, 2);
+  auto approx = map::detail::clustered_knn(x.data(), n, dim, k, false, o, 2);
+  ASSERT_TRUE(exact.ok() && approx.ok());
+  int64_t hit = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int a = 1; a < k; ++a)
+      for (int e = 1; e < k; ++e) hit += approx->idx[size_t(i * k + a)] == exact->idx[size_t(i * k + e)];
+  const double recall = double(hit) / (double(n) * (k - 1));
+  std::printf("clustered kNN recall@14 %.4f\n", recall);
+  EXPECT_GE(recall, 0.95);
+}
+
 // ---- map.bin: the database's cached layout ----
 
 namespace {

@@ -35,12 +35,13 @@ std::filesystem::path map_cache_path(const std::filesystem::path& db_dir) { retu
 uint64_t options_fingerprint(const UmapOptions& o) {
   std::ostringstream s;
   s.precision(9);
-  s << "umap1 neighbors=" << o.n_neighbors << " min_dist=" << o.min_dist << " spread=" << o.spread
+  // umap2: the SGD visits edges in two interleaved streams (another, equally valid order).
+  s << "umap2 neighbors=" << o.n_neighbors << " min_dist=" << o.min_dist << " spread=" << o.spread
     << " epochs=" << o.n_epochs << " metric=" << index::metric_name(o.metric) << " seed=" << o.seed
     << " exact_below=" << o.exact_knn_below << " init=" << int(o.init) << " lr=" << o.learning_rate
-    << " gamma=" << o.repulsion_strength << " negative=" << o.negative_sample_rate << " pca=" << o.knn_pca_dim
-    << " candidates=" << o.knn_candidates_factor << " hnsw=" << o.hnsw_m << "," << o.hnsw_ef_construction << ","
-    << o.hnsw_ef_search;
+    << " gamma=" << o.repulsion_strength << " negative=" << o.negative_sample_rate << " pca=" << o.knn_pca_dim << "/"
+    << o.knn_pca_rows << " candidates=" << o.knn_candidates_factor << " hnsw=" << o.hnsw_m << ","
+    << o.hnsw_ef_construction << "," << o.hnsw_ef_search;
   const std::string text = s.str();
   return XXH3_64bits(text.data(), text.size());
 }

@@ -45,6 +45,10 @@ struct UmapOptions {
   enum class ApproxKnn { Clusters, Hnsw };
   ApproxKnn approx_knn = ApproxKnn::Clusters;
   int knn_pca_dim = 128;
+  // Rows (evenly spaced) the projection is fitted on: the leading components of 4096
+  // rows rank candidates as well as those of all rows, and the fit's X^T X is the
+  // largest cost of the neighbour search at 10k points.
+  int64_t knn_pca_rows = 4096;
   int knn_candidates_factor = 2;
   int knn_probe = 12;
   int hnsw_m = 16;
