@@ -619,7 +619,7 @@ TEST(DatabaseIndex, NewDatabaseDefaultsToAutoAndKeepsBudget) {
   EXPECT_EQ(r->settings().index_spec, "auto");
 }
 
-// `auto` stays exact while small, becomes HNSW past kExactBelow vectors, and compressed
+// `auto` stays exact while small, becomes IVF past kExactBelow vectors, and compressed
 // IVF-PQ when the budget is cut; the file records what was asked and what was built.
 TEST(DatabaseIndex, AutoFollowsTheCollectionAndTheBudget) {
   TempDir tmp;
@@ -649,25 +649,25 @@ TEST(DatabaseIndex, AutoFollowsTheCollectionAndTheBudget) {
     ASSERT_TRUE(db);
     fill(*db, rng, "/b/", 11950);  // 12,000 in all
     ASSERT_TRUE(db->save_index().ok());
-    EXPECT_EQ(kind_of(*db), "HNSW32");
+    EXPECT_EQ(kind_of(*db), "IVF256,Flat");
     EXPECT_GE(info_of(*db).tuned_recall, 0.95);
   }
   {
     auto r = reader(tmp.path());
     ASSERT_TRUE(r);
-    EXPECT_EQ(kind_of(*r), "HNSW32");
+    EXPECT_EQ(kind_of(*r), "IVF256,Flat");
     EXPECT_EQ(info_of(*r).built_with, 12000);
-    expect_index_agrees(*r, 0.99, "auto HNSW");
+    expect_index_agrees(*r, 0.99, "auto IVF");
   }
   {
     Settings small = s;
-    small.memory_budget = uint64_t(1) << 20;  // HNSW would need ~4 MB
+    small.memory_budget = uint64_t(256) << 10;  // full vectors would need ~470 KiB
     auto db = writer(tmp.path(), small);
     ASSERT_TRUE(db);
     ASSERT_TRUE(db->save_index().ok());
     EXPECT_EQ(kind_of(*db), "IVF256,PQ8");
     const auto& bi = info_of(*db);
-    EXPECT_EQ(bi.memory_budget, uint64_t(1) << 20);
+    EXPECT_EQ(bi.memory_budget, uint64_t(256) << 10);
     EXPECT_GT(bi.rerank, 0);           // lossy: searches re-rank by default
     EXPECT_GE(bi.tuned_recall, 0.95);  // of the candidates, as re-ranking recovers them
   }

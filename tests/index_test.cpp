@@ -1012,9 +1012,10 @@ TEST(IndexPolicy, AutoFollowsSizeAndBudget) {
   const uint64_t big = uint64_t(64) << 30;
   EXPECT_EQ(resolve_auto(0, 1280, big).spec, "Flat");
   EXPECT_EQ(resolve_auto(9'999, 1280, big).spec, "Flat");
-  EXPECT_EQ(resolve_auto(10'000, 1280, big).spec, "HNSW32");
-  EXPECT_EQ(resolve_auto(1'000'000, 1280, big).spec, "HNSW32");
-  // 1M x 1280 as HNSW is ~5.4 GB: a 4 GB budget forces compression, with ~4*sqrt(n) lists.
+  EXPECT_EQ(resolve_auto(10'000, 1280, big).spec, "IVF256,Flat");
+  EXPECT_EQ(resolve_auto(100'000, 1280, big).spec, "IVF1024,Flat");
+  EXPECT_EQ(resolve_auto(1'000'000, 1280, big).spec, "IVF4096,Flat");
+  // 1M x 1280 full vectors are ~4.8 GiB: a 4 GiB budget forces compression, with ~4*sqrt(n) lists.
   const Plan p = resolve_auto(1'000'000, 1280, uint64_t(4) << 30);
   EXPECT_EQ(p.spec, "PCA256,IVF4096,PQ64");
   EXPECT_NE(p.reason.find("budget"), std::string::npos) << p.reason;
@@ -1025,7 +1026,7 @@ TEST(IndexPolicy, AutoFollowsSizeAndBudget) {
   EXPECT_EQ(resolve_auto(100'000, 1280, uint64_t(100) << 20).spec, "PCA256,IVF1024,PQ64");
   EXPECT_EQ(resolve_auto(100'000, 128, uint64_t(6) << 20).spec, "IVF1024,PQ32");
   // Lists keep their 39 training points each.
-  EXPECT_EQ(resolve_auto(12'000, 8, uint64_t(1) << 20).spec, "IVF256,PQ8");
+  EXPECT_EQ(resolve_auto(12'000, 8, uint64_t(256) << 10).spec, "IVF256,PQ8");
   // Over budget but too few to train a compressed index: exact.
   EXPECT_EQ(resolve_auto(5'000, 1280, 1000).spec, "Flat");
   // Every spec the rule produces is one FAISS builds.
