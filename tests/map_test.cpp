@@ -289,6 +289,39 @@ TEST(MapLayout, ClusteredKnnAgreesWithExact) {
   EXPECT_GE(recall, 0.95);
 }
 
+// The randomized PCA fit (the kNN projection's) against the exact LAPACK one: the same
+// leading subspace. Data with a decaying spectrum (12 latent factors of falling scale).
+TEST(MapPieces, RandomizedPcaSpansTheExactSubspace) {
+  const int n = 3000, dim = 200, latent = 12, m = 8;
+  std::mt19937 rng(12);
+  std::normal_distribution<float> g;
+  std::vector<float> basis(size_t(latent) * dim), x(size_t(n) * dim);
+  for (auto& v : basis) v = g(rng);
+  for (int i = 0; i < n; ++i) {
+    float f[latent];
+    for (int l = 0; l < latent; ++l) f[l] = g(rng) * std::pow(0.75f, float(l));
+    for (int d = 0; d < dim; ++d) {
+      float v = 0.01f * g(rng);
+      for (int l = 0; l < latent; ++l) v += f[l] * basis[size_t(l) * dim + size_t(d)];
+      x[size_t(i) * dim + size_t(d)] = v;
+    }
+  }
+  auto exact = map::detail::fit_pca(x.data(), n, dim, m, n, false);
+  auto fast = map::detail::fit_pca(x.data(), n, dim, m, n, true);
+  ASSERT_TRUE(exact.ok() && fast.ok());
+  // Each exact axis lies in the randomized subspace: its projection keeps ~all its length.
+  for (int c = 0; c < m; ++c) {
+    double kept = 0;
+    for (int r = 0; r < m; ++r) {
+      double d = 0;
+      for (int j = 0; j < dim; ++j)
+        d += double(exact->axes[size_t(c) * dim + size_t(j)]) * fast->axes[size_t(r) * dim + size_t(j)];
+      kept += d * d;
+    }
+    EXPECT_GT(kept, 0.999) << "axis " << c;
+  }
+}
+
 // ---- map.bin: the database's cached layout ----
 
 namespace {

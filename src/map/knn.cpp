@@ -156,7 +156,7 @@ Result<std::vector<float>> project_for_search(const float* x, int64_t n, int dim
                                               int* out_dim) {
   *out_dim = dim;
   if (o.knn_pca_dim <= 0 || dim <= o.knn_pca_dim) return std::vector<float>(x, x + size_t(n) * size_t(dim));
-  auto pca = fit_pca(x, n, dim, o.knn_pca_dim, std::max<int64_t>(o.knn_pca_rows, o.knn_pca_dim));
+  auto pca = fit_pca(x, n, dim, o.knn_pca_dim, std::max<int64_t>(o.knn_pca_rows, o.knn_pca_dim), true);
   if (!pca) return make_error(pca.error());
   std::vector<float> z(size_t(n) * size_t(pca->m));
   pca_project(*pca, x, n, z.data(), threads);
@@ -309,7 +309,42 @@ Result<Knn> hnsw_knn(const float* x, int64_t n, int dim, int k, bool cosine, con
   return rerank(x, n, dim, k, cosine, ids, kc, threads);
 }
 
-Result<Pca> fit_pca(const float* x, int64_t n, int dim, int m, int64_t max_rows) {
+namespace {
+
+// The m leading eigenvectors of the symmetric dim x dim matrix a by subspace iteration on
+// l >= m vectors (2 power steps); as symmetric_eigen lays them out (m rows of dim,
+// ascending eigenvalue).
+// Empty on failure.
+std::vector<double> top_eigenvectors_randomized(int dim, const float* a, int m, int l) {
+  Rng rng(0x5eed);
+  std::vector<double> q(size_t(l) * size_t(dim));
+  std::vector<float> qf(q.size()), yf(q.size());
+  for (auto& v : q) v = rng.normal();
+  // Rows of Q^T A (A symmetric) in float, the basis kept orthonormal in double.
+  auto times_a = [&] {
+    std::copy(q.begin(), q.end(), qf.begin());
+    gemm_abt(l, dim, dim, qf.data(), dim, a, dim, yf.data(), dim);
+  };
+  for (int step = 0; step < 2; ++step) {  // Q <- orth(A Q)
+    if (!orthonormalise_rows(l, dim, q.data())) return {};
+    times_a();
+    std::copy(yf.begin(), yf.end(), q.begin());
+  }
+  if (!orthonormalise_rows(l, dim, q.data())) return {};
+  // The l x l projection B = Q^T A Q and its top m eigenvectors, mapped back through Q.
+  times_a();
+  std::vector<double> y(yf.begin(), yf.end()), b(size_t(l) * size_t(l)), values, small, out(size_t(m) * size_t(dim));
+  gemm_abt(l, l, dim, y.data(), dim, q.data(), dim, b.data(), l);
+  if (!symmetric_eigen(l, b.data(), l - m, l - 1, &values, &small)) return {};
+  // out (m x dim) = small (m x l) * Q (l x dim); column-major: out^T = Q^T small^T.
+  const double one = 1.0, zero = 0.0;
+  dgemm_("N", "N", &dim, &m, &l, &one, q.data(), &dim, small.data(), &l, &zero, out.data(), &dim);
+  return out;
+}
+
+}  // namespace
+
+Result<Pca> fit_pca(const float* x, int64_t n, int dim, int m, int64_t max_rows, bool randomized) {
   Pca p;
   p.dim = dim;
   p.m = std::min(m, dim);
@@ -330,10 +365,15 @@ Result<Pca> fit_pca(const float* x, int64_t n, int dim, int m, int64_t max_rows)
   const float one = 1.0f, zero = 0.0f;
   sgemm_("N", "T", &dim, &dim, &s, &one, centred.data(), &dim, centred.data(), &dim, &zero, scatter.data(), &dim);
   std::vector<double> a(scatter.begin(), scatter.end()), values, vectors;
-  if (!symmetric_eigen(dim, a.data(), dim - p.m, dim - 1, &values, &vectors))
+  const int l = std::min(dim, p.m + 16);  // subspace size with oversampling
+  if (randomized && l < dim) {
+    vectors = top_eigenvectors_randomized(dim, scatter.data(), p.m, l);
+  } else if (!symmetric_eigen(dim, a.data(), dim - p.m, dim - 1, &values, &vectors)) {
     return make_error("PCA: LAPACK eigen-decomposition failed");
+  }
+  if (vectors.size() != size_t(p.m) * size_t(dim)) return make_error("PCA: eigen-decomposition failed");
   p.axes.resize(size_t(p.m) * size_t(dim));
-  for (int c = 0; c < p.m; ++c) {  // LAPACK gives ascending eigenvalues: largest first here
+  for (int c = 0; c < p.m; ++c) {  // ascending eigenvalues (as LAPACK gives them): largest first here
     const double* v = &vectors[size_t(p.m - 1 - c) * size_t(dim)];
     // Sign: largest-magnitude component positive, so the axes do not flip between builds.
     int big = 0;

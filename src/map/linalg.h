@@ -2,6 +2,7 @@
 // alternative, OpenBLAS where installed), behind row-major helpers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -19,6 +20,10 @@ void dsyevr_(const char* jobz, const char* range, const char* uplo, const int* n
              double* z, const int* ldz, int* isuppz, double* work, const int* lwork, int* iwork, const int* liwork,
              int* info);
 void dstev_(const char* jobz, const int* n, double* d, double* e, double* z, const int* ldz, double* work, int* info);
+void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, const int* lwork,
+             int* info);
+void dorgqr_(const int* m, const int* n, const int* k, double* a, const int* lda, const double* tau, double* work,
+             const int* lwork, int* info);
 }
 
 namespace imgsearch::map::detail {
@@ -32,6 +37,27 @@ inline void gemm_abt(int m, int n, int k, const float* a, int lda, const float* 
 inline void gemm_abt(int m, int n, int k, const double* a, int lda, const double* b, int ldb, double* c, int ldc) {
   const double one = 1.0, zero = 0.0;
   dgemm_("T", "N", &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &ldc);
+}
+
+// The rows of q (rows x n row-major, rows <= n) replaced by an orthonormal basis of their
+// span (Householder QR: q is column-major n x rows). False if LAPACK fails.
+inline bool orthonormalise_rows(int rows, int n, double* q) {
+  int info = 0, lwork = -1;
+  double query = 0;
+  std::vector<double> tau(static_cast<size_t>(rows));
+  dgeqrf_(&n, &rows, q, &n, tau.data(), &query, &lwork, &info);
+  if (info != 0) return false;
+  lwork = int(query);
+  std::vector<double> work(static_cast<size_t>(std::max(lwork, 1)));
+  dgeqrf_(&n, &rows, q, &n, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) return false;
+  lwork = -1;
+  dorgqr_(&n, &rows, &rows, q, &n, tau.data(), &query, &lwork, &info);
+  if (info != 0) return false;
+  lwork = int(query);
+  work.resize(static_cast<size_t>(std::max(lwork, 1)));
+  dorgqr_(&n, &rows, &rows, q, &n, tau.data(), work.data(), &lwork, &info);
+  return info == 0;
 }
 
 // Eigenpairs of a symmetric n x n matrix (a is overwritten) with indices [il, iu] in
