@@ -410,6 +410,18 @@ TEST(OnnxProto, ParsesWhatTheWriterWrote) {
   EXPECT_EQ(m2->outputs[1].name, "r1");
   EXPECT_EQ(m2->outputs[1].elem_type, embed::onnx::kFloat);
   EXPECT_EQ(m2->nodes.size(), m->nodes.size());
+  // Pruning the outputs back (what the engine runs when a call asks for fewer): only the
+  // kept ones stay, the nodes are untouched.
+  auto fewer = embed::onnx::with_only_outputs({reinterpret_cast<const uint8_t*>(more->data()), more->size()},
+                                              std::set<std::string>{"r1"});
+  ASSERT_TRUE(fewer.ok()) << fewer.error();
+  auto m3 = embed::onnx::parse_model({reinterpret_cast<const uint8_t*>(fewer->data()), fewer->size()});
+  ASSERT_TRUE(m3.ok()) << m3.error();
+  ASSERT_EQ(m3->outputs.size(), 1u);
+  EXPECT_EQ(m3->outputs[0].name, "r1");
+  EXPECT_EQ(m3->nodes.size(), m->nodes.size());
+  EXPECT_EQ(m3->initializers, m->initializers);
+  EXPECT_FALSE(embed::onnx::with_only_outputs({reinterpret_cast<const uint8_t*>(bytes.data()), 7}, {"r1"}).ok());
   // Truncated and foreign bytes are refused, never read past the end.
   for (size_t cut : {size_t(1), size_t(7), bytes.size() / 2, bytes.size() - 1}) {
     auto t = embed::onnx::parse_model({reinterpret_cast<const uint8_t*>(bytes.data()), cut});

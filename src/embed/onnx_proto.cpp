@@ -304,6 +304,35 @@ Result<std::string> with_extra_outputs(std::span<const uint8_t> model, const std
   }
 }
 
+Result<std::string> with_only_outputs(std::span<const uint8_t> model, const std::set<std::string>& keep) {
+  try {
+    std::string out;
+    out.reserve(model.size());
+    bool done = false;
+    Reader r(model);
+    for (Field f; r.next(f);) {
+      if (!done && f.number == model_f::kGraph && f.wire == kLen) {
+        std::string graph;
+        graph.reserve(f.payload.size());
+        Reader g(f.payload);
+        for (Field gf; g.next(gf);)
+          if (!(gf.number == graph_f::kOutput && gf.wire == kLen && !keep.count(parse_value_info(gf.payload).name)))
+            graph.append(reinterpret_cast<const char*>(f.payload.data() + gf.begin), gf.end - gf.begin);
+        Writer w;
+        w.bytes(model_f::kGraph, graph);
+        out += w.data();
+        done = true;
+      } else {
+        out.append(reinterpret_cast<const char*>(model.data() + f.begin), f.end - f.begin);
+      }
+    }
+    if (!done) return make_error("not an ONNX model (no graph)");
+    return out;
+  } catch (const Malformed& e) {
+    return make_error(std::string("not an ONNX model (") + e.what() + ")");
+  }
+}
+
 void Writer::raw_varint(uint64_t v) {
   while (v >= 0x80) {
     buf_.push_back(char(uint8_t(v) | 0x80));

@@ -59,6 +59,10 @@ Result<Model> parse_model(std::span<const uint8_t> bytes);
 Result<std::string> with_extra_outputs(std::span<const uint8_t> model, const std::vector<std::string>& names,
                                        const std::vector<int>& ranks = {});
 
+// The model with graph.output reduced to the outputs named in `keep` (ONNX Runtime
+// computes every graph output on every run, asked for or not). Every other byte is kept.
+Result<std::string> with_only_outputs(std::span<const uint8_t> model, const std::set<std::string>& keep);
+
 // Protobuf wire-format encoder; also used by the tests to build small models.
 class Writer {
  public:
