@@ -48,13 +48,13 @@
 #include <vector>
 #include <vips/vips8>
 
+#include "bench_util.h"
 #include "common/file_io.h"
 #include "database/database.h"
 #include "decode/decode.h"
 #include "embed/embedder.h"
 #include "embed/engine.h"
 #include "embed/preprocess.h"
-
 namespace fs = std::filesystem;
 using namespace imgsearch;
 using vips::VImage;
@@ -63,16 +63,8 @@ namespace {
 
 const fs::path kScenes = fs::path(IMGSEARCH_SHARED_DIR) / "photos" / "scenes";
 
-double wall_now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
-double process_cpu_now() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
+using bench::process_cpu_now;
+using bench::wall_now;
 
 std::string loadavg() {
   std::ifstream in("/proc/loadavg");

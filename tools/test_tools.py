@@ -438,5 +438,51 @@ class ModelsAddTest(unittest.TestCase):
                 self.assertEqual(by_name["pooled"].shape, (2, 12))
 
 
+
+LITE0 = os.path.join(REPO, "models", "efficientnet-lite0")
+CALTECH = os.path.join(REPO, "..", "shared", "photos", "caltech20")
+
+
+@unittest.skipUnless(os.path.exists(IMGSEARCH) and os.path.exists(os.path.join(LITE0, "model.onnx")),
+                     "build/imgsearch or models/efficientnet-lite0 missing (run scripts/setup.sh)")
+class QuantizeInt8Test(unittest.TestCase):
+    """tools/quantize_int8.py on the real Lite0, calibrated on a few caltech20 photos: the
+    new model directory is one imgsearch loads, its vectors stay close to fp32's, and it
+    classifies the ImageNet samples as fp32 does."""
+
+    def test_int8_model_installs_and_agrees_with_fp32(self):
+        import json
+        import shutil
+        import subprocess
+        with tempfile.TemporaryDirectory() as tmp:
+            models = os.path.join(tmp, "models")
+            os.makedirs(models)
+            shutil.copytree(LITE0, os.path.join(models, "efficientnet-lite0"))
+            env = dict(os.environ, IMGSEARCH_MODELS=models)
+            subprocess.run([sys.executable, os.path.join(TOOLS, "quantize_int8.py"), "--images", CALTECH,
+                            "--max-images", "16"], env=env, capture_output=True, text=True, check=True)
+            out_dir = os.path.join(models, "efficientnet-lite0-int8")
+            with open(os.path.join(out_dir, "model.json")) as f:
+                meta = json.load(f)
+            with open(os.path.join(LITE0, "model.json")) as f:
+                fp32 = json.load(f)
+            self.assertEqual(meta["name"], "efficientnet-lite0-int8")
+            self.assertEqual(meta["input"], fp32["input"])  # the same preprocessing
+            # The same photos through imgsearch with each model: the true class stays in the
+            # top 5, with a probability close to fp32's.
+            photos = [os.path.join(PHOTOS, p) for p in sorted(PHOTO_CLASSES)]
+            probs = {}
+            for model in ("efficientnet-lite0", "efficientnet-lite0-int8"):
+                r = subprocess.run([IMGSEARCH, "classify", "--model", model, "--json", *photos], env=env,
+                                   capture_output=True, text=True, check=True)
+                probs[model] = {os.path.basename(item["path"]): {c["index"]: c["probability"] for c in item["classes"]}
+                                for item in json.loads(r.stdout)}
+            for name, cls in PHOTO_CLASSES.items():
+                with self.subTest(photo=name):
+                    self.assertIn(cls, probs["efficientnet-lite0-int8"][name])
+                    self.assertAlmostEqual(probs["efficientnet-lite0-int8"][name][cls],
+                                           probs["efficientnet-lite0"][name][cls], delta=0.15)
+
+
 if __name__ == "__main__":
     unittest.main()
