@@ -269,28 +269,21 @@ Result<Model> parse_model(std::span<const uint8_t> bytes) {
   }
 }
 
-Result<std::string> with_extra_outputs(std::span<const uint8_t> model, const std::vector<std::string>& names,
-                                       const std::vector<int>& ranks) {
+namespace {
+
+// The model with its (first) graph replaced by new_graph(the graph's bytes); every other
+// field copied byte for byte.
+template <typename F>
+Result<std::string> rewrite_graph(std::span<const uint8_t> model, F&& new_graph) {
   try {
-    std::string extra;
-    for (size_t i = 0; i < names.size(); ++i) {
-      Writer w;
-      w.bytes(graph_f::kOutput, float_output(names[i], i < ranks.size() ? ranks[i] : -1));
-      extra += w.data();
-    }
-    // Copy the ModelProto field by field; the (first) graph field gets the new outputs
-    // appended. Protobuf allows a repeated field's elements anywhere in a message, so
-    // appending at the end of the graph's bytes is a valid encoding.
     std::string out;
-    out.reserve(model.size() + extra.size() + 16);
+    out.reserve(model.size() + 256);
     bool done = false;
     Reader r(model);
     for (Field f; r.next(f);) {
       if (!done && f.number == model_f::kGraph && f.wire == kLen) {
-        std::string graph(reinterpret_cast<const char*>(f.payload.data()), f.payload.size());
-        graph += extra;
         Writer w;
-        w.bytes(model_f::kGraph, graph);
+        w.bytes(model_f::kGraph, new_graph(f.payload));
         out += w.data();
         done = true;
       } else {
@@ -304,33 +297,33 @@ Result<std::string> with_extra_outputs(std::span<const uint8_t> model, const std
   }
 }
 
-Result<std::string> with_only_outputs(std::span<const uint8_t> model, const std::set<std::string>& keep) {
-  try {
-    std::string out;
-    out.reserve(model.size());
-    bool done = false;
-    Reader r(model);
-    for (Field f; r.next(f);) {
-      if (!done && f.number == model_f::kGraph && f.wire == kLen) {
-        std::string graph;
-        graph.reserve(f.payload.size());
-        Reader g(f.payload);
-        for (Field gf; g.next(gf);)
-          if (!(gf.number == graph_f::kOutput && gf.wire == kLen && !keep.count(parse_value_info(gf.payload).name)))
-            graph.append(reinterpret_cast<const char*>(f.payload.data() + gf.begin), gf.end - gf.begin);
-        Writer w;
-        w.bytes(model_f::kGraph, graph);
-        out += w.data();
-        done = true;
-      } else {
-        out.append(reinterpret_cast<const char*>(model.data() + f.begin), f.end - f.begin);
-      }
-    }
-    if (!done) return make_error("not an ONNX model (no graph)");
-    return out;
-  } catch (const Malformed& e) {
-    return make_error(std::string("not an ONNX model (") + e.what() + ")");
+}  // namespace
+
+Result<std::string> with_extra_outputs(std::span<const uint8_t> model, const std::vector<std::string>& names,
+                                       const std::vector<int>& ranks) {
+  std::string extra;
+  for (size_t i = 0; i < names.size(); ++i) {
+    Writer w;
+    w.bytes(graph_f::kOutput, float_output(names[i], i < ranks.size() ? ranks[i] : -1));
+    extra += w.data();
   }
+  // Protobuf allows a repeated field's elements anywhere in a message, so appending the
+  // new outputs at the end of the graph's bytes is a valid encoding.
+  return rewrite_graph(model, [&](std::span<const uint8_t> graph) {
+    return std::string(reinterpret_cast<const char*>(graph.data()), graph.size()) + extra;
+  });
+}
+
+Result<std::string> with_only_outputs(std::span<const uint8_t> model, const std::set<std::string>& keep) {
+  return rewrite_graph(model, [&](std::span<const uint8_t> graph) {
+    std::string kept;
+    kept.reserve(graph.size());
+    Reader g(graph);
+    for (Field f; g.next(f);)
+      if (!(f.number == graph_f::kOutput && f.wire == kLen && !keep.count(parse_value_info(f.payload).name)))
+        kept.append(reinterpret_cast<const char*>(graph.data() + f.begin), f.end - f.begin);
+    return kept;
+  });
 }
 
 void Writer::raw_varint(uint64_t v) {
