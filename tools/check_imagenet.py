@@ -28,10 +28,14 @@ from PIL import Image, ImageOps
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def preprocess(path, inp, mean=None, std=None):
-    """One image -> float32 [3, S, S] following model.json's "input"."""
-    size, short = inp["size"], inp["resize_short_side"]
+def preprocess(path, inp, mean=None, std=None, draft=False):
+    """One image -> float32 [3, S, S] (or [S, S, 3] for an NHWC model) following
+    model.json's "input". draft: let PIL decode JPEGs at a reduced scale (still at
+    least the short side), as tools/quantize_int8.py does for speed."""
+    size, short = inp["size"], inp.get("resize_short_side", inp["size"])
     with Image.open(path) as im:
+        if draft:
+            im.draft("RGB", (short, short))
         im = ImageOps.exif_transpose(im).convert("RGB")
     w, h = im.size
     r = short / min(w, h)
@@ -42,7 +46,8 @@ def preprocess(path, inp, mean=None, std=None):
     x = np.asarray(im, dtype=np.float32)
     mean = np.asarray(inp["mean"] if mean is None else mean, np.float32)
     std = np.asarray(inp["std"] if std is None else std, np.float32)
-    return ((x - mean) / std).transpose(2, 0, 1)
+    x = (x - mean) / std
+    return x.transpose(2, 0, 1) if inp.get("layout", "NCHW") == "NCHW" else x
 
 
 def load_model(model_dir):

@@ -16,7 +16,7 @@ indexed with one model is not searched with the other.
 
 Calibration preprocessing follows model.json (EXIF transpose, RGB, shorter side to
 resize_short_side with PIL's bicubic filter, centre crop, (x - mean) / std), like
-tools/check_imagenet.py; it only sets the activation ranges.
+tools/check_imagenet.py, whose preprocess() it uses; it only sets the activation ranges.
 
 The graph keeps only the outputs named by --outputs (default: the default layer and
 the logits): every extra float output of a quantized graph costs a DequantizeLinear per
@@ -38,11 +38,10 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import onnx
 import onnxruntime
 from onnxruntime import quantization as q
-from PIL import Image, ImageOps
+from check_imagenet import preprocess  # the reference preprocessing of model.json's input
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -68,21 +67,6 @@ def list_images(folder, limit):
     return files
 
 
-def preprocess(path, inp):
-    size, short = inp["size"], inp.get("resize_short_side", inp["size"])
-    with Image.open(path) as im:
-        im.draft("RGB", (short, short))  # JPEG: decode at a reduced scale, still >= short
-        im = ImageOps.exif_transpose(im).convert("RGB")
-    w, h = im.size
-    r = short / min(w, h)
-    w, h = max(short, round(w * r)), max(short, round(h * r))
-    im = im.resize((w, h), Image.BICUBIC)
-    left, top = (w - size) // 2, (h - size) // 2
-    x = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32)
-    x = (x - np.asarray(inp["mean"], np.float32)) / np.asarray(inp["std"], np.float32)
-    return x.transpose(2, 0, 1) if inp.get("layout", "NCHW") == "NCHW" else x
-
-
 class Reader(q.CalibrationDataReader):
     def __init__(self, files, inp):
         self.files, self.inp, self.i = files, inp, 0
@@ -92,7 +76,7 @@ class Reader(q.CalibrationDataReader):
             f = self.files[self.i]
             self.i += 1
             try:
-                return {self.inp.get("name", "pixels"): preprocess(f, self.inp)[None]}
+                return {self.inp.get("name", "pixels"): preprocess(f, self.inp, draft=True)[None]}
             except OSError as e:  # an unreadable file is skipped, as `index` does
                 print(f"quantize_int8: skipping {f}: {e}", file=sys.stderr)
         return None
