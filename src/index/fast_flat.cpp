@@ -4,15 +4,19 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/impl/AuxIndexStructures.h>  // RangeQueryResult
 #include <faiss/impl/DistanceComputer.h>
 #include <faiss/impl/IDSelector.h>
-#include <faiss/utils/Heap.h>       // heap_heapify, heap_replace_top, heap_reorder
-#include <faiss/utils/distances.h>  // fvec_inner_product, fvec_L2sqr, distance_compute_blas_threshold
+#include <faiss/invlists/DirectMap.h>  // lo_build
+#include <faiss/utils/Heap.h>          // heap_heapify, heap_replace_top, heap_reorder
+#include <faiss/utils/distances.h>     // fvec_inner_product, fvec_L2sqr, distance_compute_blas_threshold
 #include <immintrin.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <typeinfo>
 
 namespace imgsearch::index {
 namespace {
@@ -144,9 +148,74 @@ struct FastFlat final : faiss::IndexFlat {
   }
 };
 
-// Returns a FastFlat holding `flat`'s vectors (moved, not copied), or nullptr when
-// `flat` is not a plain IndexFlat.
+// IVF-Flat's list scan with the AVX2 kernels: FAISS's own IVFFlatScanner, the same
+// heap and id logic, with another distance. One per search thread.
+template <class C, bool kInnerProduct>
+struct FastIvfScanner final : faiss::InvertedListScanner {
+  size_t d;
+  const float* xi = nullptr;
+  FastIvfScanner(size_t d, bool store_pairs, const faiss::IDSelector* sel)
+      : faiss::InvertedListScanner(store_pairs, sel), d(d) {
+    keep_max = kInnerProduct;
+    code_size = d * sizeof(float);
+  }
+  float dis(const float* y) const { return kInnerProduct ? ip_avx2(xi, y, d) : l2_avx2(xi, y, d); }
+  void set_query(const float* query) override { xi = query; }
+  void set_list(idx_t list, float /*coarse_dis*/) override { list_no = list; }
+  float distance_to_code(const uint8_t* code) const override { return dis(reinterpret_cast<const float*>(code)); }
+  size_t scan_codes(size_t n, const uint8_t* codes, const idx_t* ids, float* simi, idx_t* idxi,
+                    size_t k) const override {
+    const float* y = reinterpret_cast<const float*>(codes);
+    size_t updates = 0;
+    for (size_t j = 0; j < n; ++j, y += d) {
+      if (sel && !sel->is_member(ids[j])) continue;
+      const float v = dis(y);
+      if (C::cmp(simi[0], v)) {
+        faiss::heap_replace_top<C>(k, simi, idxi, v, store_pairs ? idx_t(faiss::lo_build(list_no, j)) : ids[j]);
+        ++updates;
+      }
+    }
+    return updates;
+  }
+  void scan_codes_range(size_t n, const uint8_t* codes, const idx_t* ids, float radius,
+                        faiss::RangeQueryResult& res) const override {
+    const float* y = reinterpret_cast<const float*>(codes);
+    for (size_t j = 0; j < n; ++j, y += d) {
+      if (sel && !sel->is_member(ids[j])) continue;
+      const float v = dis(y);
+      if (C::cmp(radius, v)) res.add(v, store_pairs ? idx_t(faiss::lo_build(list_no, j)) : ids[j]);
+    }
+  }
+};
+
+// An IndexIVFFlat whose list scans use the scanner above. FAISS serialises it as a plain
+// IndexIVFFlat: files stay standard.
+struct FastIvfFlat final : faiss::IndexIVFFlat {
+  explicit FastIvfFlat(const faiss::IndexIVFFlat& other) : faiss::IndexIVFFlat(other) {}
+  faiss::InvertedListScanner* get_InvertedListScanner(bool store_pairs, const faiss::IDSelector* sel) const override {
+    if (metric_type == faiss::METRIC_INNER_PRODUCT)
+      return new FastIvfScanner<faiss::CMin<float, idx_t>, true>(size_t(d), store_pairs, sel);
+    if (metric_type == faiss::METRIC_L2)
+      return new FastIvfScanner<faiss::CMax<float, idx_t>, false>(size_t(d), store_pairs, sel);
+    return faiss::IndexIVFFlat::get_InvertedListScanner(store_pairs, sel);
+  }
+};
+
+// Exactly IndexIVFFlat (not a subclass with other behaviour such as IndexIVFFlatDedup)
+// -> a FastIvfFlat that takes over its quantizer and inverted lists (shared, not copied).
+faiss::Index* convert_ivf(faiss::Index* ix) {
+  auto* ivf = dynamic_cast<faiss::IndexIVFFlat*>(ix);
+  if (!ivf || typeid(*ivf) != typeid(faiss::IndexIVFFlat)) return nullptr;
+  auto* fast = new FastIvfFlat(*ivf);
+  ivf->own_fields = false;  // the new object frees them
+  ivf->own_invlists = false;
+  return fast;
+}
+
+// Returns a FastFlat holding `flat`'s vectors (moved, not copied), or a FastIvfFlat
+// (above), or nullptr when `ix` is neither a plain IndexFlat nor a plain IndexIVFFlat.
 faiss::Index* convert(faiss::Index* ix) {
+  if (faiss::Index* ivf = convert_ivf(ix)) return ivf;
   auto* flat = dynamic_cast<faiss::IndexFlat*>(ix);
   // Exactly IndexFlat / IndexFlatL2 / IndexFlatIP: subclasses with other behaviour
   // (IndexFlat1D's sorted search) and our own FastFlat stay as they are.
@@ -180,6 +249,12 @@ float inner_product(const float* a, const float* b, size_t d) {
 
 float l2_squared(const float* a, const float* b, size_t d) {
   return kFast ? l2_avx2(a, b, d) : faiss::fvec_L2sqr(a, b, d);
+}
+
+void accelerate(std::unique_ptr<faiss::Index>& root) {
+  if (!kFast || !root) return;
+  if (faiss::Index* fast = convert(root.get())) root.reset(fast);
+  accelerate(root.get());
 }
 
 void accelerate(faiss::Index* root) {
