@@ -27,9 +27,10 @@ SGD_INLINE void clip4(f8* v) {
   *v = *v < lo ? lo : *v;
 }
 
-// x^b lane by lane as 2^(b log2 x), with short polynomials (errors ~3e-6 in log2, 2e-7 in
-// exp2): powf cannot run in SIMD lanes, and the repulsion is evaluated 5 times per
-// attraction. Inputs below 1e-30 are raised to it (keeps subnormals out of the exponent trick).
+// x^b lane by lane as 2^(b log2 x), with short polynomials (errors 6e-5 in log2, 1e-4
+// relative in exp2, far below one SGD step's noise): powf cannot run in SIMD lanes, and
+// the repulsion is evaluated 5 times per attraction. Inputs below 1e-30 are raised to it
+// (keeps subnormals out of the exponent trick).
 SGD_INLINE void pow8(const f8& in, float b, f8* out) {
   const f8 tiny = f8{} + 1e-30f;
   const f8 x = in < tiny ? tiny : in;
@@ -37,12 +38,11 @@ SGD_INLINE void pow8(const f8& in, float b, f8* out) {
   const f8 e = __builtin_convertvector(((bits >> 23) & 0xFF) - 127, f8);
   const i8 mant = (bits & 0x007FFFFF) | 0x3F800000;
   const f8 u = (f8)mant - 1.0f;
-  // log2(1 + u) / u on [0, 1), degree 6, evaluated by Estrin's scheme: the SGD is a chain
+  // log2(1 + u) / u on [0, 1), degree 4, evaluated by Estrin's scheme: the SGD is a chain
   // of dependent updates, so latency counts more than operations.
-  const f8 u2 = u * u, u4 = u2 * u2;
-  const f8 p01 = 1.44269079f - 0.721095634f * u, p23 = 0.477225436f - 0.337839459f * u;
-  const f8 p45 = 0.213670541f - 0.0948847443f * u, p46 = p45 + 0.0202361332f * u2;
-  const f8 p = (p01 + p23 * u2) + p46 * u4;
+  const f8 u2 = u * u;
+  const f8 p01 = 1.44261585f - 0.717065721f * u, p23 = 0.442279208f - 0.227717468f * u;
+  const f8 p = (p01 + p23 * u2) + (0.0599468951f * u2) * u2;
   f8 y = b * (e + u * p);
   const f8 ylo = f8{} - 126.0f, yhi = f8{} + 126.0f;
   y = y < ylo ? ylo : y;
@@ -50,13 +50,43 @@ SGD_INLINE void pow8(const f8& in, float b, f8* out) {
   i8 i = __builtin_convertvector(y, i8);    // truncates
   i += __builtin_convertvector(i, f8) > y;  // true is -1: floor for negative y
   const f8 f = y - __builtin_convertvector(i, f8);
-  const f8 f2 = f * f, f4 = f2 * f2;  // 2^f on [0, 1), degree 5, Estrin
-  const f8 q01 = 0.999999769f + 0.693156779f * f, q23 = 0.240131684f + 0.0558765685f * f;
-  const f8 q45 = 0.00894057778f + 0.00189437864f * f;
-  const f8 q = (q01 + q23 * f2) + q45 * f4;
+  const f8 f2 = f * f;  // 2^f on [0, 1), degree 3, Estrin
+  const f8 q = (0.999896844f + 0.696389765f * f) + (0.224517022f + 0.0790858196f * f) * f2;
   const i8 scale = (i + 127) << 23;
   *out = q * (f8)scale;
 }
+
+// Negative samples for a batch's eight lanes at once: eight xorshift32 generators
+// (Marsaglia) side by side, one SIMD step per batch, scaled to [0, n) in float, instead
+// of one 64-bit xoshiro draw per sample. float holds 24 bits: above 2^24 points the
+// scalar generator takes over. Negative sampling asks little of a generator (umap-learn
+// uses a Tausworthe generator, of the same shift-register family).
+class LaneRng {
+ public:
+  explicit LaneRng(uint64_t seed) : scalar_(seed) {
+    for (int r = 0; r < kLanes; ++r) s_[r] = uint32_t(Rng::splitmix(seed)) | 1u;  // never 0
+  }
+  // Eight values uniform in [0, n), n >= 1.
+  SGD_INLINE void below(uint32_t n, uint32_t* out) {
+    if (n > (1u << 24)) {
+      for (int r = 0; r < kLanes; ++r) out[r] = scalar_.below(n);
+      return;
+    }
+    s_ ^= s_ << 13;
+    s_ ^= s_ >> 17;
+    s_ ^= s_ << 5;
+    const f8 u = __builtin_convertvector((i8)(s_ >> 8), f8) * (float(n) * 0x1.0p-24f);  // [0, n]
+    i8 v = __builtin_convertvector(u, i8);
+    const i8 top = i8{} + int32_t(n - 1);
+    v = v > top ? top : v;  // rounding can reach n itself
+    std::memcpy(out, &v, sizeof v);
+  }
+
+ private:
+  using u8 = uint32_t __attribute__((vector_size(32)));
+  u8 s_;
+  Rng scalar_;
+};
 
 // What one worker needs for one slice of one epoch: its edges [qb, qe), whose heads lie in
 // its own point range [lo, hi).
@@ -67,6 +97,7 @@ struct Slice {
   const int32_t *head, *tail;
   const float *per_sample, *per_negative;
   float *next_sample, *next_negative;
+  uint32_t* due;  // scratch of at least qe - qb entries: this epoch's due edges (offsets from qb)
   int64_t lo, hi, qb, qe;
   uint32_t n;
   bool negatives;  // negative_sample_rate > 0
@@ -88,11 +119,13 @@ struct Batch {
 };
 
 // The edge q's batch starting at lane r0 of `total` (1 + negative samples).
-SGD_INLINE void gather(const Slice& s, Rng& rng, int32_t j, int32_t k, int r0, int total, Batch* out) {
+SGD_INLINE void gather(const Slice& s, LaneRng& rng, int32_t j, int32_t k, int r0, int total, Batch* out) {
   float ox[kLanes], oy[kLanes], rep[kLanes], att[kLanes];
+  uint32_t drawn[kLanes];
+  rng.below(s.n, drawn);
   for (int r = 0; r < kLanes; ++r) {
     const bool attract = r0 + r == 0;
-    const uint32_t kk = attract ? uint32_t(k) : (r0 + r < total ? rng.below(s.n) : uint32_t(j));
+    const uint32_t kk = attract ? uint32_t(k) : (r0 + r < total ? drawn[r] : uint32_t(j));
     const bool own = kk >= uint64_t(s.lo) && kk < uint64_t(s.hi);
     const float* o = (own ? s.live : s.snapshot) + size_t(kk) * 2;
     ox[r] = o[0];
@@ -145,14 +178,28 @@ SGD_INLINE void apply(const Slice& s, const Batch& bt, bool first, const f8& gx,
 // here (bench/map --threads 1 --verbose, SGD of the 10k set: 2.7 s -> 2.0 s; three or four
 // streams were slower).
 // The order is fixed, so results stay deterministic.
+//
+// Which edges are due this epoch is decided up front, without branches (collect_due):
+// about half of a UMAP graph's edges are due in a given epoch, in no pattern a branch
+// predictor can learn, so skipping the others one test at a time mispredicted every
+// other edge. Equivalent: an edge's schedule only changes when the edge itself runs.
+SGD_INLINE int64_t collect_due(const Slice& s, int64_t begin, int64_t end, uint32_t* out) {
+  int64_t count = 0;
+  for (int64_t q = begin; q < end; ++q) {
+    out[count] = uint32_t(q - s.qb);
+    count += s.next_sample[q] <= s.epoch;
+  }
+  return count;
+}
+
 class EdgeStream {
  public:
-  EdgeStream(const Slice& s, int64_t begin, int64_t end) : s_(s), q_(begin), end_(end) {}
+  EdgeStream(const Slice& s, const uint32_t* due, int64_t count) : s_(s), due_(due), left_(count) {}
   // The next edge due this epoch, its schedule advanced; false when the stream is done.
   SGD_INLINE bool next(int32_t* j, int32_t* k, int* total) {
-    while (q_ < end_ && s_.next_sample[q_] > s_.epoch) ++q_;
-    if (q_ >= end_) return false;
-    const int64_t q = q_++;
+    if (left_ <= 0) return false;
+    --left_;
+    const int64_t q = s_.qb + int64_t(*due_++);
     *j = s_.head[q];
     *k = s_.tail[q];
     s_.next_sample[q] += s_.per_sample[q];
@@ -168,11 +215,12 @@ class EdgeStream {
 
  private:
   const Slice& s_;
-  int64_t q_, end_;
+  const uint32_t* due_;
+  int64_t left_;
 };
 
 // The batches after the first of an edge with more than kLanes - 1 negative samples.
-SGD_INLINE void rest_of_edge(const Slice& s, Rng& rng, int32_t j, int32_t k, int total) {
+SGD_INLINE void rest_of_edge(const Slice& s, LaneRng& rng, int32_t j, int32_t k, int total) {
   for (int r0 = kLanes; r0 < total; r0 += kLanes) {
     Batch bt;
     gather(s, rng, j, k, r0, total, &bt);
@@ -184,11 +232,13 @@ SGD_INLINE void rest_of_edge(const Slice& s, Rng& rng, int32_t j, int32_t k, int
 }
 
 SGD_INLINE void run_slice(const Slice& s) {
-  Rng rng(s.seed);
+  LaneRng rng(s.seed);
   const int64_t mid = s.qb + (s.qe - s.qb) / 2;
-  EdgeStream sa(s, s.qb, mid), sb(s, mid, s.qe);
-  int32_t ja, ka, jb, kb;
-  int ta, tb;
+  const int64_t due_a = collect_due(s, s.qb, mid, s.due);
+  const int64_t due_b = collect_due(s, mid, s.qe, s.due + due_a);
+  EdgeStream sa(s, s.due, due_a), sb(s, s.due + due_a, due_b);
+  int32_t ja = 0, ka = 0, jb = 0, kb = 0;
+  int ta = 0, tb = 0;
   bool has_a = sa.next(&ja, &ka, &ta), has_b = sb.next(&jb, &kb, &tb);
   while (has_a && has_b) {
     Batch a, b;
@@ -286,6 +336,11 @@ void optimize_layout(std::vector<float>* embedding, const Graph& g, const SgdPar
   std::vector<float> snapshot(embedding->begin(), embedding->end());
   std::vector<std::vector<float>> moved(size_t(t_count), std::vector<float>(t_count > 1 ? size_t(n) * 2 : 0, 0.0f));
   const int syncs = t_count > 1 ? std::max(1, p.syncs_per_epoch) : 1;
+  std::vector<std::vector<uint32_t>> due(static_cast<size_t>(t_count));  // each worker's scratch
+  for (int t = 0; t < t_count; ++t) {
+    const int64_t edges = g.indptr[size_t(cut[size_t(t) + 1])] - g.indptr[size_t(cut[size_t(t)])];
+    due[size_t(t)].resize(size_t(edges / syncs + 2));
+  }
   auto slice = [&](int t, int epoch, int part) {
     Slice s;
     s.live = live;
@@ -302,6 +357,7 @@ void optimize_layout(std::vector<float>* embedding, const Graph& g, const SgdPar
     const int64_t eb = g.indptr[size_t(s.lo)], ee = g.indptr[size_t(s.hi)];
     s.qb = eb + (ee - eb) * part / syncs;
     s.qe = eb + (ee - eb) * (part + 1) / syncs;
+    s.due = due[size_t(t)].data();
     s.n = uint32_t(n);
     s.negatives = p.negative_sample_rate > 0;
     s.a = float(p.a);
