@@ -144,10 +144,13 @@ double trust_sample(const std::vector<float>& x, int dim, const std::vector<floa
   return map::trustworthiness(xs.data(), int64_t(idx.size()), dim, ys.data(), 10, index::Metric::Cosine);
 }
 
-// Recall of the HNSW path's neighbour lists against brute force, on `sample` points.
-double hnsw_recall(const std::vector<float>& x, int64_t n, int dim, const map::UmapOptions& o, int sample) {
-  auto approx =
-      map::detail::hnsw_knn(x.data(), n, dim, o.n_neighbors, true, o, map::detail::resolve_threads(o.threads));
+// Recall of the approximate kNN the layout uses (o.approx_knn) against brute force, on
+// `sample` points.
+double knn_recall(const std::vector<float>& x, int64_t n, int dim, const map::UmapOptions& o, int sample) {
+  const int threads = map::detail::resolve_threads(o.threads);
+  auto approx = o.approx_knn == map::UmapOptions::ApproxKnn::Hnsw
+                    ? map::detail::hnsw_knn(x.data(), n, dim, o.n_neighbors, true, o, threads)
+                    : map::detail::clustered_knn(x.data(), n, dim, o.n_neighbors, true, o, threads);
   if (!approx) return std::nan("");
   const int k = o.n_neighbors;
   std::mt19937_64 rng(3);
@@ -288,7 +291,7 @@ int main(int argc, char** argv) {
     make_synthetic(cal, dim, labels, 100000, &s100k, &l100k);
     auto y = run_ours(s100k, 100000, &secs_100k_ours);
     std::printf("imgsearch: 100k %.2f s\n", secs_100k_ours);
-    recall_100k = hnsw_recall(s100k, 100000, dim, o, 300);
+    recall_100k = knn_recall(s100k, 100000, dim, o, 300);
   }
 
   // 3. umap-learn on the same vectors.
@@ -395,7 +398,8 @@ int main(int argc, char** argv) {
               note_100k.empty() ? fmt(secs_100k_ul, "%.2f").c_str() : "-");
   if (!note_100k.empty()) std::printf("  umap-learn at 100k: %s\n", note_100k.c_str());
   if (!std::isnan(recall_100k))
-    std::printf("  imgsearch HNSW kNN recall@14 at 100k (300 sampled points): %.4f\n", recall_100k);
+    std::printf("  imgsearch's approximate kNN (%s) recall@14 at 100k (300 sampled points): %.4f\n",
+                o.approx_knn == map::UmapOptions::ApproxKnn::Hnsw ? "HNSW" : "clustered", recall_100k);
   if (!std::isnan(warmup))
     std::printf("  umap-learn timings exclude an untimed warm-up fit (%.1f s: numba compilation)\n", warmup);
   if (!std::isnan(cold_fit_ul))

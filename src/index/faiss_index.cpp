@@ -107,9 +107,11 @@ void disable_polysemous(faiss::Index* ix) {
 // the 2*M links a level-0 node keeps (64 for HNSW32): the graph comes out starved.
 // bench/index, 100k x 1280 synthetic vectors, HNSW32 built on one thread: efConstruction
 // 40 -> recall@10 0.950 even at efSearch 1024 (4.4 ms/query); 80 -> 0.980 at efSearch 16
-// (0.19 ms); 120 -> 0.987; 200 -> 0.997; build time 24, 44, 64, 92 s. We take 4*M (128
-// for HNSW32), between 40 and 200, the range hnswlib's and FAISS's own defaults span.
-int hnsw_ef_construction(int m) { return std::clamp(4 * m, 40, 200); }
+// (0.19 ms); 120 -> 0.987; 200 -> 0.997; build time 24, 44, 64, 92 s. At 1M vectors the
+// graph needs more: efConstruction 128 -> 0.946 even at efSearch 1024 (2.7 ms/query),
+// 256 -> 0.986 at efSearch 16 (0.25 ms); build 298 s -> 485 s on two threads. We take
+// 8*M (256 for HNSW32), between 40 and 256.
+int hnsw_ef_construction(int m) { return std::clamp(8 * m, 40, 256); }
 
 void set_ef_construction(faiss::Index* ix) {
   while (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(ix)) ix = pt->index;
